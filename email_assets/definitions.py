@@ -1,0 +1,26 @@
+"""The code location: every asset, check, job, sensor, schedule and resource, in one place."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from email_assets.defs.assets import cleaned_text, email_embeddings, parsed_emails, raw_messages
+from email_assets.defs.jobs import email_sync_job, retention_job, retention_schedule
+from email_assets.defs.resources import ChromaResource, CredentialsResource, EmbeddingResource, MailStoreResource
+from email_assets.defs.schedules import email_sync_schedule
+from email_assets.defs.sensors import mailbox_highwater_sensor
+
+RESOURCES = {
+    "mail_store": MailStoreResource(),
+    "credentials": CredentialsResource(),
+    "embedding": EmbeddingResource(),
+    "chroma": ChromaResource(),
+}
+
+defs = dg.Definitions(
+    assets=[raw_messages, parsed_emails, cleaned_text, email_embeddings],
+    jobs=[email_sync_job, retention_job],
+    sensors=[mailbox_highwater_sensor],
+    schedules=[email_sync_schedule, retention_schedule],
+    resources=RESOURCES,
+)

@@ -1,0 +1,30 @@
+"""Account x day partitions shared by all four assets.
+
+The date dimension ends one day after the last complete day (`end_offset=1`) so that
+today's partition exists: the sensor materializes today's mail as it arrives.
+"""
+
+import datetime as dt
+
+import dagster as dg
+
+from email_assets import settings
+
+ACCOUNTS = "accounts"
+
+account_partitions = dg.DynamicPartitionsDefinition(name=ACCOUNTS)
+day_partitions = dg.DailyPartitionsDefinition(start_date=settings.start_date(), timezone="UTC", end_offset=1)
+account_day_partitions = dg.MultiPartitionsDefinition({"account": account_partitions, "date": day_partitions})
+
+
+def partition_key(account: str, day: dt.date | str) -> dg.MultiPartitionKey:
+    day_text = day.isoformat() if isinstance(day, dt.date) else day
+    return dg.MultiPartitionKey({"account": account, "date": day_text})
+
+
+def split_partition_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
+    """(account, ISO day) of a key such as `work|2026-11-20`."""
+    if isinstance(key, dg.MultiPartitionKey):
+        return key.keys_by_dimension["account"], key.keys_by_dimension["date"]
+    account, day = str(key).split("|")
+    return account, day

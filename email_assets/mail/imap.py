@@ -1,0 +1,364 @@
+"""IMAP client use, on aioimaplib: connect, authenticate, look at folders, fetch in batches.
+
+Only the questions the sync needs are asked, each batched: one SEARCH per folder and day
+window, one FETCH of INTERNALDATEs for the UIDs we do not know yet, then bodies in
+`UID FETCH` batches. TLS certificates are verified unless the account says `plain`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import ssl
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+
+import aioimaplib
+
+from email_assets.errors import AccountError
+from email_assets.mail.mailbox_names import decode_mailbox_name, encode_mailbox_name
+
+SECURITY_MODES = ("ssl", "starttls", "plain")
+DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "plain": 143}
+FETCH_BATCH_SIZE = 50
+EXCLUDED_SPECIAL_USE = {"\\Junk", "\\Trash"}
+
+_FETCH_START = re.compile(rb"^(\d+) FETCH \(")
+_LITERAL_AT_END = re.compile(rb"\{(\d+)\}$")
+_UID = re.compile(rb"\bUID (\d+)")
+_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+_INTERNALDATE = re.compile(rb'\bINTERNALDATE "([^"]+)"')
+_FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
+_STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
+_LIST_LINE = re.compile(rb'^\(([^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (.+)$')
+
+
+@dataclass(frozen=True)
+class ImapEndpoint:
+    host: str
+    port: int
+    security: str = "ssl"
+    ca_file: str | None = None
+    timeout: float = 30.0
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file)
+
+    def describe(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    folder: str
+    uidvalidity: int
+    uidnext: int
+    messages: int
+
+
+@dataclass(frozen=True)
+class MessageDate:
+    uid: int
+    internaldate: dt.datetime
+    size: int
+
+
+@dataclass(frozen=True)
+class FetchedMessage:
+    folder: str
+    uidvalidity: int
+    uid: int
+    internaldate: dt.datetime
+    flags: tuple[str, ...]
+    size: int
+    raw: bytes
+
+
+def parse_internaldate(value: bytes | str) -> dt.datetime:
+    """IMAP date-time ("20-Nov-2026 10:00:00 +0000") as an aware UTC datetime."""
+    text = value.decode("ascii") if isinstance(value, bytes) else value
+    return dt.datetime.strptime(text.strip(), "%d-%b-%Y %H:%M:%S %z").astimezone(dt.UTC)
+
+
+def imap_date(day: dt.date) -> str:
+    """SEARCH date format; month names are fixed English, never locale-dependent."""
+    months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    return f"{day.day}-{months[day.month - 1]}-{day.year}"
+
+
+def uid_set(uids: Iterable[int]) -> str:
+    """Compact sequence set: 1,2,3,7,8 -> 1:3,7:8 (keeps long FETCH lines short)."""
+    ordered = sorted(set(uids))
+    if not ordered:
+        raise ValueError("empty UID set")
+    ranges: list[str] = []
+    start = previous = ordered[0]
+    for uid in ordered[1:]:
+        if uid == previous + 1:
+            previous = uid
+            continue
+        ranges.append(f"{start}:{previous}" if start != previous else str(start))
+        start = previous = uid
+    ranges.append(f"{start}:{previous}" if start != previous else str(start))
+    return ",".join(ranges)
+
+
+def parse_fetch_lines(lines: Sequence[bytes | bytearray]) -> list[dict]:
+    """Split aioimaplib FETCH response lines into one dict per message.
+
+    aioimaplib hands back the text before a literal, the literal itself (a bytearray) and
+    the text after it; items may come in any order around the literal.
+    """
+    records: list[dict] = []
+    current: dict | None = None
+    for line in lines:
+        if isinstance(line, bytearray):
+            if current is not None:
+                current["body"] = bytes(line)
+            continue
+        start = _FETCH_START.match(line)
+        if start:
+            current = {"text": line}
+            records.append(current)
+        elif current is not None:
+            current["text"] += b" " + line
+    messages = []
+    for record in records:
+        text = record["text"]
+        uid = _UID.search(text)
+        if uid is None:
+            continue  # unsolicited FLAGS update without a UID
+        message = {"uid": int(uid.group(1)), "body": record.get("body")}
+        if (size := _SIZE.search(text)) is not None:
+            message["size"] = int(size.group(1))
+        if (date := _INTERNALDATE.search(text)) is not None:
+            message["internaldate"] = parse_internaldate(date.group(1))
+        if (flags := _FLAGS.search(text)) is not None:
+            message["flags"] = tuple(flags.group(1).decode("ascii", "replace").split())
+        messages.append(message)
+    return messages
+
+
+def _quoted(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _first_line(response: aioimaplib.Response) -> str:
+    for line in reversed(response.lines):
+        if isinstance(line, bytes) and line:
+            return line.decode("utf-8", "replace")
+    return response.result
+
+
+class ImapSession:
+    """One authenticated IMAP connection. Use `async with connect(...) as session`."""
+
+    def __init__(self, client: aioimaplib.IMAP4, endpoint: ImapEndpoint) -> None:
+        self._client = client
+        self._endpoint = endpoint
+        self.selected: str | None = None
+
+    @property
+    def capabilities(self) -> set[str]:
+        return set(self._client.protocol.capabilities)
+
+    async def _check(self, response: aioimaplib.Response, what: str) -> aioimaplib.Response:
+        if response.result != "OK":
+            raise AccountError(f"{what} failed on {self._endpoint.describe()}: {_first_line(response)}")
+        return response
+
+    async def list_folders(self) -> list[tuple[str, set[str]]]:
+        """(decoded name, attribute flags) of every selectable folder."""
+        response = await self._check(await self._client.list('""', '"*"'), "LIST")
+        folders = []
+        for line in response.lines:
+            if not isinstance(line, bytes):
+                continue
+            match = _LIST_LINE.match(line)
+            if not match:
+                continue
+            attributes = set(match.group(1).decode("ascii", "replace").split())
+            if "\\Noselect" in attributes or "\\NonExistent" in attributes:
+                continue
+            wire_name = match.group(2).decode("utf-8", "replace")
+            if wire_name.startswith('"') and wire_name.endswith('"'):
+                wire_name = wire_name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            folders.append((decode_mailbox_name(wire_name), attributes))
+        return folders
+
+    async def default_folders(self) -> list[str]:
+        """Every selectable folder except the SPECIAL-USE Junk and Trash ones."""
+        folders = await self.list_folders()
+        return [name for name, attributes in folders if not attributes & EXCLUDED_SPECIAL_USE]
+
+    async def status(self, folder: str) -> FolderStatus:
+        response = await self._check(
+            await self._client.status(_quoted(encode_mailbox_name(folder)), "(UIDVALIDITY UIDNEXT MESSAGES)"),
+            f"STATUS {folder}",
+        )
+        items = {}
+        for line in response.lines:
+            if isinstance(line, bytes):
+                items.update({k.decode(): int(v) for k, v in _STATUS_ITEM.findall(line)})
+        return FolderStatus(folder, items["UIDVALIDITY"], items["UIDNEXT"], items.get("MESSAGES", 0))
+
+    async def examine(self, folder: str) -> FolderStatus:
+        """Select read-only: a sync must never change flags (\\Seen) or expunge."""
+        response = await self._check(
+            await self._client.examine(_quoted(encode_mailbox_name(folder))), f"EXAMINE {folder}"
+        )
+        text = b" ".join(line for line in response.lines if isinstance(line, bytes))
+        uidvalidity = re.search(rb"UIDVALIDITY (\d+)", text)
+        uidnext = re.search(rb"UIDNEXT (\d+)", text)
+        exists = re.search(rb"(\d+) EXISTS", text)
+        if uidvalidity is None:
+            raise AccountError(f"EXAMINE {folder} on {self._endpoint.describe()} gave no UIDVALIDITY")
+        self.selected = folder
+        self._client.protocol.state = aioimaplib.SELECTED  # aioimaplib tracks this only for SELECT
+        return FolderStatus(
+            folder,
+            int(uidvalidity.group(1)),
+            int(uidnext.group(1)) if uidnext else 0,
+            int(exists.group(1)) if exists else 0,
+        )
+
+    async def search_uids(self, since: dt.date, before: dt.date) -> list[int]:
+        """UIDs whose INTERNALDATE falls in [since, before) in the *server's* time zone."""
+        response = await self._check(
+            await self._client.uid_search(f"SINCE {imap_date(since)} BEFORE {imap_date(before)}", charset=None),
+            "SEARCH",
+        )
+        uids: list[int] = []
+        for line in response.lines[:-1]:  # the last line is the tagged completion text
+            if isinstance(line, bytes):
+                uids.extend(int(uid) for uid in line.split() if uid.isdigit())
+        return sorted(set(uids))
+
+    async def search_uids_from(self, first_uid: int) -> list[int]:
+        """UIDs >= first_uid. `N:*` always matches the highest UID, so filter it."""
+        response = await self._check(await self._client.uid_search(f"UID {first_uid}:*", charset=None), "SEARCH")
+        uids: set[int] = set()
+        for line in response.lines[:-1]:
+            if isinstance(line, bytes):
+                uids.update(int(uid) for uid in line.split() if uid.isdigit())
+        return sorted(uid for uid in uids if uid >= first_uid)
+
+    async def message_dates(self, uids: Sequence[int]) -> list[MessageDate]:
+        """INTERNALDATE and size of the given UIDs, in batched FETCHes without bodies."""
+        dates: list[MessageDate] = []
+        for start in range(0, len(uids), 1000):
+            batch = uids[start : start + 1000]
+            response = await self._check(
+                await self._client.uid("fetch", uid_set(batch), "(UID INTERNALDATE RFC822.SIZE)"),
+                "FETCH",
+            )
+            for item in parse_fetch_lines(response.lines):
+                if "internaldate" in item:
+                    dates.append(MessageDate(item["uid"], item["internaldate"], item.get("size", 0)))
+        return dates
+
+    async def fetch_messages(
+        self, folder: str, uidvalidity: int, uids: Sequence[int], batch_size: int = FETCH_BATCH_SIZE
+    ) -> AsyncIterator[list[FetchedMessage]]:
+        """Bodies exactly as served (BODY.PEEK[] leaves \\Seen alone), one batch at a time."""
+        for start in range(0, len(uids), batch_size):
+            batch = uids[start : start + batch_size]
+            response = await self._check(
+                await self._client.uid("fetch", uid_set(batch), "(UID INTERNALDATE FLAGS RFC822.SIZE BODY.PEEK[])"),
+                "FETCH",
+            )
+            fetched = []
+            for item in parse_fetch_lines(response.lines):
+                if item.get("body") is None or "internaldate" not in item:
+                    continue
+                fetched.append(
+                    FetchedMessage(
+                        folder=folder,
+                        uidvalidity=uidvalidity,
+                        uid=item["uid"],
+                        internaldate=item["internaldate"],
+                        flags=item.get("flags", ()),
+                        size=item.get("size", len(item["body"])),
+                        raw=item["body"],
+                    )
+                )
+            yield fetched
+
+    async def logout(self) -> None:
+        try:
+            await asyncio.wait_for(self._client.logout(), 5)
+        except Exception:  # noqa: BLE001 - the connection is being dropped either way
+            pass
+        finally:
+            transport = self._client.protocol.transport
+            if transport is not None:
+                transport.close()
+
+
+class connect:  # noqa: N801 - used as `async with connect(...)`, like a function
+    """Open, secure and authenticate a session; always log out on exit."""
+
+    def __init__(self, endpoint: ImapEndpoint, username: str, password: str) -> None:
+        self._endpoint = endpoint
+        self._username = username
+        self._password = password
+        self._session: ImapSession | None = None
+
+    async def __aenter__(self) -> ImapSession:
+        endpoint = self._endpoint
+        if endpoint.security not in SECURITY_MODES:
+            raise AccountError(f"unknown security mode {endpoint.security!r}: use ssl, starttls or plain")
+        try:
+            if endpoint.security == "ssl":
+                client = aioimaplib.IMAP4_SSL(
+                    endpoint.host, endpoint.port, timeout=endpoint.timeout, ssl_context=endpoint.ssl_context()
+                )
+            else:
+                client = aioimaplib.IMAP4(endpoint.host, endpoint.port, timeout=endpoint.timeout)
+            session = ImapSession(client, endpoint)
+            self._session = session
+            await client.wait_hello_from_server()
+            if endpoint.security == "starttls":
+                await _starttls(client, endpoint)
+            response = await client.login(self._username, self._password)
+        except ssl.SSLCertVerificationError as error:
+            await self._close()
+            raise AccountError(
+                f"TLS certificate of {endpoint.describe()} is not trusted ({error.verify_message}): "
+                "fix the server certificate or pass --ca-file"
+            ) from None
+        except (TimeoutError, OSError, aioimaplib.AioImapException) as error:
+            await self._close()
+            reason = (
+                type(error).__name__ if isinstance(error, asyncio.TimeoutError) else str(error) or type(error).__name__
+            )
+            raise AccountError(f"cannot connect to {endpoint.describe()}: {reason}") from None
+        if response.result != "OK":
+            await self._close()
+            raise AccountError(
+                f"login as {self._username} on {endpoint.describe()} was refused: {_first_line(response)}"
+            )
+        return session
+
+    async def _close(self) -> None:
+        if self._session is not None:
+            await self._session.logout()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close()
+
+
+async def _starttls(client: aioimaplib.IMAP4, endpoint: ImapEndpoint) -> None:
+    """aioimaplib knows the STARTTLS command but has no method: upgrade the transport here."""
+    protocol = client.protocol
+    if "STARTTLS" not in protocol.capabilities:
+        raise AccountError(f"{endpoint.describe()} does not offer STARTTLS: use --security ssl")
+    response = await protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop))
+    if response.result != "OK":
+        raise AccountError(f"STARTTLS refused by {endpoint.describe()}: {_first_line(response)}")
+    loop = asyncio.get_running_loop()
+    protocol.transport = await loop.start_tls(
+        protocol.transport, protocol, endpoint.ssl_context(), server_hostname=endpoint.host
+    )
+    await protocol.capability()  # capabilities may change once secure (RFC 3501 6.2.1)

@@ -1,0 +1,102 @@
+"""Bring one account's stored raw messages for a range of UTC days in line with the server.
+
+IMAP SEARCH SINCE/BEFORE compares dates in the server's time zone, so each folder is
+searched over a window one day wider on each side and then filtered exactly by
+INTERNALDATE in UTC. Messages already stored (same folder, UIDVALIDITY and UID) are never
+fetched again; locations that vanished from the server (expunged, or invalidated by a
+UIDVALIDITY change) are dropped, and a message left with no location is deleted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from email_assets.mail.imap import FetchedMessage, ImapSession
+
+
+class RawMessageSink(Protocol):
+    """What the sync needs from storage (implemented by `storage.messages.MessageStore`)."""
+
+    def known_uid_days(self, account: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, dt.date]: ...
+
+    def save_fetched(self, account: str, messages: list[FetchedMessage], run_id: str | None) -> None: ...
+
+    def reconcile_folder_day(self, account: str, folder: str, day: dt.date, present: set[tuple[int, int]]) -> int: ...
+
+    def record_folder_state(
+        self, account: str, folder: str, uidvalidity: int, uidnext: int, highest_uid: int, message_count: int
+    ) -> None: ...
+
+
+@dataclass
+class SyncReport:
+    """What one sync did, per day (ISO date) and in total."""
+
+    fetched: dict[str, int] = field(default_factory=dict)
+    bytes: dict[str, int] = field(default_factory=dict)
+    on_server: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    removed: dict[str, int] = field(default_factory=dict)
+
+    def add(self, counter: dict[str, int], day: dt.date, amount: int) -> None:
+        counter[day.isoformat()] = counter.get(day.isoformat(), 0) + amount
+
+
+def utc_day(moment: dt.datetime) -> dt.date:
+    return moment.astimezone(dt.UTC).date()
+
+
+async def sync_days(
+    session: ImapSession,
+    sink: RawMessageSink,
+    account: str,
+    folders: list[str],
+    days: list[dt.date],
+    run_id: str | None = None,
+    progress: Callable[[str], None] = lambda _message: None,
+) -> SyncReport:
+    report = SyncReport()
+    wanted = set(days)
+    first, last = min(days), max(days)
+    for day in days:
+        for counter in (report.fetched, report.bytes, report.on_server, report.failures, report.removed):
+            report.add(counter, day, 0)
+    for folder in folders:
+        status = await session.examine(folder)
+        candidates = await session.search_uids(first - dt.timedelta(days=1), last + dt.timedelta(days=2))
+        known = sink.known_uid_days(account, folder, status.uidvalidity, candidates)
+        unknown = [uid for uid in candidates if uid not in known]
+        dates = await session.message_dates(unknown) if unknown else []
+        present: dict[dt.date, set[tuple[int, int]]] = {day: set() for day in days}
+        for uid, day in known.items():
+            if day in wanted:
+                present[day].add((status.uidvalidity, uid))
+        to_fetch: list[int] = []
+        for item in dates:
+            day = utc_day(item.internaldate)
+            if day in wanted:
+                to_fetch.append(item.uid)
+        progress(f"{folder}: {len(candidates)} in window, {len(to_fetch)} to fetch")
+        async for batch in session.fetch_messages(folder, status.uidvalidity, to_fetch):
+            sink.save_fetched(account, batch, run_id)
+            for message in batch:
+                day = utc_day(message.internaldate)
+                present[day].add((message.uidvalidity, message.uid))
+                report.add(report.fetched, day, 1)
+                report.add(report.bytes, day, len(message.raw))
+        received = {uid for day_set in present.values() for _, uid in day_set}
+        for item in dates:
+            day = utc_day(item.internaldate)
+            if day in wanted and item.uid not in received:
+                report.add(report.failures, day, 1)
+        for day in days:
+            report.add(report.on_server, day, len(present[day]))
+            removed = sink.reconcile_folder_day(account, folder, day, present[day])
+            report.add(report.removed, day, removed)
+        sink.record_folder_state(
+            account, folder, status.uidvalidity, status.uidnext, max(candidates, default=0), status.messages
+        )
+    return report

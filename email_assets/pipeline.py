@@ -1,0 +1,263 @@
+"""One function per asset: make a partition of a table equal to a function of its upstream.
+
+Each step reuses rows whose inputs and code version have not changed, computes the rest,
+and deletes rows whose upstream is gone, so running it again changes nothing and a
+killed run is finished by the next one. Plain Python: the Dagster assets call these.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aioimaplib
+
+from email_assets.embedding import Embedder
+from email_assets.errors import AccountError
+from email_assets.mail.chunking import CHUNKER_VERSION, chunk_text
+from email_assets.mail.cleaning import CLEANER_VERSION, clean_email
+from email_assets.mail.imap import connect
+from email_assets.mail.keys import chunk_id
+from email_assets.mail.parsing import PARSER_VERSION, parse_message
+from email_assets.mail.sync import SyncReport, sync_days
+from email_assets.storage.accounts import Account
+from email_assets.storage.messages import MessageStore
+from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails, raw_messages
+from email_assets.storage.vectors import VectorStore
+
+WRITE_BATCH = 200
+
+
+@dataclass
+class StepReport:
+    """Numbers for one partition after one step; `messages` counts rows after the run."""
+
+    messages: int = 0
+    failures: int = 0
+    processed: int = 0
+    reused: int = 0
+    removed: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+def embedding_code_version(embedder: Embedder) -> str:
+    return f"{CHUNKER_VERSION}+{embedder.model_name}"
+
+
+def sync_account_days(
+    account: Account,
+    password: str,
+    store: MessageStore,
+    days: list[dt.date],
+    run_id: str | None,
+    progress: Callable[[str], None] = lambda _message: None,
+) -> SyncReport:
+    async def run() -> SyncReport:
+        async with connect(account.endpoint(), account.username, password) as session:
+            folders = account.folders or await session.default_folders()
+            return await sync_days(session, store, account.name, folders, days, run_id, progress)
+
+    try:
+        return asyncio.run(run())
+    except (TimeoutError, aioimaplib.AioImapException, OSError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise AccountError(f"IMAP session with {account.endpoint().describe()} failed: {reason[:200]}") from None
+
+
+def parse_partition(store: MessageStore, account: str, day: str, run_id: str | None) -> StepReport:
+    report = StepReport()
+    raw_keys = store.raw_summary(account, day)
+    parsed_versions = store.versions_in_partition(parsed_emails, "code_version", account, day)
+    stale = {key for key in raw_keys if parsed_versions.get(key) != PARSER_VERSION}
+    report.reused = len(raw_keys) - len(stale)
+    report.removed = store.delete_messages(parsed_emails, set(parsed_versions) - set(raw_keys))
+    batch: list[dict[str, Any]] = []
+    for raw in store.raw_in_partition(account, day):
+        if raw["message_key"] not in stale:
+            continue
+        parsed = parse_message(raw["raw"], raw["internaldate"])
+        row = parsed.as_row()
+        row.update(
+            message_key=raw["message_key"],
+            account=account,
+            day=day,
+            raw_sha256=raw["sha256"],
+            code_version=PARSER_VERSION,
+            run_id=run_id,
+        )
+        batch.append(row)
+        if len(batch) >= WRITE_BATCH:
+            store.write_rows(parsed_emails, batch)
+            report.processed += len(batch)
+            batch = []
+    store.write_rows(parsed_emails, batch)
+    report.processed += len(batch)
+    report.messages = store.count(parsed_emails, account, day)
+    report.failures = store.count(parsed_emails, account, day, parsed_emails.c.parse_error.is_not(None))
+    report.extra["with_defects"] = sum(
+        1 for row in store.rows_in_partition(parsed_emails, account, day) if row["defects"]
+    )
+    return report
+
+
+def clean_partition(store: MessageStore, account: str, day: str, run_id: str | None) -> StepReport:
+    report = StepReport()
+    upstream = store.versions_in_partition(parsed_emails, "code_version", account, day)
+    cleaned = {
+        row["message_key"]: (row["code_version"], row["upstream_version"])
+        for row in store.rows_in_partition(cleaned_texts, account, day)
+    }
+    stale = {key for key, version in upstream.items() if cleaned.get(key) != (CLEANER_VERSION, version)}
+    report.reused = len(upstream) - len(stale)
+    report.removed = store.delete_messages(cleaned_texts, set(cleaned) - set(upstream))
+    batch: list[dict[str, Any]] = []
+    for parsed in store.rows_in_partition(parsed_emails, account, day, keys=stale):
+        try:
+            result = clean_email(parsed["text_body"], parsed["html_body"])
+            row = {
+                "source": result.source,
+                "text": result.text,
+                "quoted_text": result.quoted_text,
+                "signature_text": result.signature_text,
+                "removed": result.removed,
+            }
+        except Exception as error:  # noqa: BLE001 - recorded per message, counted as a failure
+            row = {
+                "source": "error",
+                "text": "",
+                "quoted_text": "",
+                "signature_text": "",
+                "removed": {"error": f"{type(error).__name__}: {str(error)[:200]}"},
+            }
+        row.update(
+            message_key=parsed["message_key"],
+            account=account,
+            day=day,
+            upstream_version=parsed["code_version"],
+            code_version=CLEANER_VERSION,
+            run_id=run_id,
+        )
+        batch.append(row)
+        if len(batch) >= WRITE_BATCH:
+            store.write_rows(cleaned_texts, batch)
+            report.processed += len(batch)
+            batch = []
+    store.write_rows(cleaned_texts, batch)
+    report.processed += len(batch)
+    report.messages = store.count(cleaned_texts, account, day)
+    report.failures = store.count(cleaned_texts, account, day, cleaned_texts.c.source == "error")
+    report.extra["empty"] = store.count(cleaned_texts, account, day, cleaned_texts.c.text == "")
+    return report
+
+
+def _document(subject: str | None, text: str) -> str:
+    """What is chunked and embedded: the subject gives each message's first chunk its topic."""
+    return f"Subject: {subject}\n\n{text}" if subject else text
+
+
+def _vector_metadata(
+    parsed: dict[str, Any], account: str, day: str, index: int, model: str, code_version: str, run_id: str | None
+) -> dict[str, Any]:
+    date = parsed.get("date")
+    metadata = {
+        "account": account,
+        "day": day,
+        "message_key": parsed["message_key"],
+        "message_id": parsed.get("message_id"),
+        "subject": parsed.get("subject"),
+        "from_address": (parsed.get("from_address") or "").lower() or None,
+        "from_name": parsed.get("from_name"),
+        "date": date.isoformat() if date else None,
+        "date_ts": int(date.timestamp()) if date else None,
+        "chunk_index": index,
+        "embedding_model": model,
+        "code_version": code_version,
+        "run_id": run_id,
+    }
+    return {key: value for key, value in metadata.items() if value is not None}
+
+
+def embed_partition(
+    store: MessageStore,
+    vectors: VectorStore,
+    embedder: Embedder,
+    account: str,
+    day: str,
+    run_id: str | None,
+) -> StepReport:
+    report = StepReport()
+    model = embedder.model_name
+    code_version = embedding_code_version(embedder)
+    texts = {row["message_key"]: row["text"] for row in store.rows_in_partition(cleaned_texts, account, day)}
+    parsed_rows = {row["message_key"]: dict(row) for row in store.rows_in_partition(parsed_emails, account, day)}
+    wanted: dict[str, dict[str, Any]] = {}
+    for key, text in texts.items():
+        parsed = parsed_rows.get(key, {"message_key": key})
+        document = _document(parsed.get("subject"), text) if text else ""
+        for chunk in chunk_text(document, embedder.token_offsets, embedder.max_tokens):
+            identity = chunk_id(key, model, chunk.text)
+            wanted[identity] = {
+                "chunk_id": identity,
+                "message_key": key,
+                "account": account,
+                "day": day,
+                "chunk_index": chunk.index,
+                "text": chunk.text,
+                "token_count": chunk.token_count,
+                "embedding_model": model,
+                "collection": vectors.collection_name,
+                "code_version": code_version,
+                "run_id": run_id,
+                "_metadata": _vector_metadata(parsed, account, day, chunk.index, model, code_version, run_id),
+            }
+    # Orphans: whatever the partition holds, in the table or in Chroma, that is no longer wanted.
+    in_table = store.chunk_ids_in_partition(account, day, vectors.collection_name)
+    in_chroma = set(vectors.collection.get(where={"$and": [{"account": account}, {"day": day}]}, include=[])["ids"])
+    orphans = (set(in_table) | in_chroma) - set(wanted)
+    vectors.delete(sorted(orphans))
+    store.delete_chunks(orphans)
+    report.removed = len(orphans)
+    # Vectors already in Chroma are reused; a run killed between the two writes below is
+    # finished here, since the table rows are (re)written for every wanted chunk.
+    to_embed = [identity for identity in wanted if identity not in in_chroma]
+    for start in range(0, len(to_embed), 256):
+        batch = [wanted[identity] for identity in to_embed[start : start + 256]]
+        embeddings = embedder.embed([row["text"] for row in batch])
+        vectors.upsert(
+            [row["chunk_id"] for row in batch],
+            embeddings,
+            [row["text"] for row in batch],
+            [row["_metadata"] for row in batch],
+        )
+        report.processed += len(batch)
+    missing_rows = [
+        {k: v for k, v in row.items() if k != "_metadata"}
+        for identity, row in wanted.items()
+        if identity not in in_table
+    ]
+    for start in range(0, len(missing_rows), WRITE_BATCH):
+        store.write_rows(chunks, missing_rows[start : start + WRITE_BATCH])
+    report.reused = len(wanted) - report.processed
+    chunked_messages = {row["message_key"] for row in wanted.values()}
+    report.messages = len(texts)
+    report.failures = sum(1 for key, text in texts.items() if text and key not in chunked_messages)
+    report.extra["chunks"] = len(wanted)
+    return report
+
+
+def partition_bytes(store: MessageStore, account: str, day: str) -> int:
+    return store.partition_bytes(account, day)
+
+
+def raw_count(store: MessageStore, account: str, day: str) -> int:
+    return store.count(raw_messages, account, day)
+
+
+def purge_before(store: MessageStore, vectors: VectorStore | None, cutoff_day: str) -> dict[str, int]:
+    """Delete everything of days before `cutoff_day`, vectors first so none is left orphaned."""
+    if vectors is not None:
+        vectors.delete(store.chunk_ids_before(cutoff_day, vectors.collection_name))
+    return store.delete_days_before(cutoff_day)

@@ -1,0 +1,89 @@
+"""Configuration from the environment, read once per process (see PRODUCT.md).
+
+Plain Python so that the CLI, the Dagster resources and the tests share one reading of
+the same variables; `dagster dev` also loads `.env` into the environment first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from email_assets.errors import ConfigurationError
+
+DEFAULT_START_DATE = "2024-01-01"
+DEFAULT_RETENTION_DAYS = 30
+
+
+def data_dir() -> Path:
+    """Where embedded stores live: `EMAIL_ASSETS_DATA_DIR`, else the XDG data directory.
+
+    Not the working directory: the CLI, `dagster dev` and run workers may start in
+    different places and must all find the same stores.
+    """
+    configured = os.environ.get("EMAIL_ASSETS_DATA_DIR")
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "email_assets"
+
+
+def database_url() -> str:
+    url = os.environ.get("EMAIL_ASSETS_DATABASE_URL")
+    if url:
+        return url
+    path = data_dir() / "email_assets.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def chroma_location() -> str:
+    location = os.environ.get("EMAIL_ASSETS_CHROMA")
+    if location:
+        return location
+    return str(data_dir() / "chroma")
+
+
+def embedder_spec() -> str:
+    return os.environ.get("EMAIL_ASSETS_EMBEDDER", "local")
+
+
+def retention_days() -> int:
+    raw = os.environ.get("EMAIL_ASSETS_RETENTION_DAYS", str(DEFAULT_RETENTION_DAYS))
+    try:
+        days = int(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"EMAIL_ASSETS_RETENTION_DAYS must be a whole number of days (0 keeps all), got {raw!r}"
+        ) from None
+    if days < 0:
+        raise ConfigurationError("EMAIL_ASSETS_RETENTION_DAYS must be 0 (keep all) or positive")
+    return days
+
+
+def start_date() -> str:
+    raw = os.environ.get("EMAIL_ASSETS_START_DATE", DEFAULT_START_DATE)
+    try:
+        dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ConfigurationError(f"EMAIL_ASSETS_START_DATE must be a date like 2024-01-01, got {raw!r}") from None
+    return raw
+
+
+@dataclass(frozen=True)
+class RetentionWindow:
+    """The days of mail every asset keeps; `days == 0` keeps everything."""
+
+    days: int
+
+    def oldest_kept(self, today: dt.date | None = None) -> dt.date | None:
+        if self.days == 0:
+            return None
+        today = today or dt.datetime.now(dt.UTC).date()
+        return today - dt.timedelta(days=self.days - 1)
+
+    def keeps(self, day: dt.date, today: dt.date | None = None) -> bool:
+        oldest = self.oldest_kept(today)
+        return oldest is None or day >= oldest

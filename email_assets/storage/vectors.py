@@ -1,0 +1,103 @@
+"""The Chroma collection of chunk vectors: embedded PersistentClient or a `chroma run` server.
+
+One collection per embedding model (vectors of different models are not comparable and
+may differ in dimension). Ids are chunk ids, so upserts are idempotent; the partition's
+chunk table says which ids exist, so orphans can be deleted precisely.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlparse
+
+from email_assets.errors import ConfigurationError
+
+
+def collection_name(embedding_model: str) -> str:
+    slug = re.sub(r"[^a-zA-Z0-9._-]+", "-", embedding_model).strip("-._")
+    return f"email_chunks-{slug}"[:512]
+
+
+class VectorStore:
+    def __init__(self, location: str, embedding_model: str) -> None:
+        self.location = location
+        self.embedding_model = embedding_model
+        self.collection_name = collection_name(embedding_model)
+
+    @cached_property
+    def client(self):  # noqa: ANN201 - chromadb's ClientAPI, imported lazily
+        import chromadb
+
+        if self.location.startswith(("http://", "https://")):
+            url = urlparse(self.location)
+            if not url.hostname:
+                raise ConfigurationError(f"EMAIL_ASSETS_CHROMA is not a valid URL: {self.location!r}")
+            return chromadb.HttpClient(
+                host=url.hostname, port=url.port or (443 if url.scheme == "https" else 8000), ssl=url.scheme == "https"
+            )
+        return chromadb.PersistentClient(path=self.location)
+
+    @cached_property
+    def collection(self):  # noqa: ANN201
+        return self.client.get_or_create_collection(
+            self.collection_name,
+            embedding_function=None,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding_model": self.embedding_model},
+        )
+
+    @cached_property
+    def _batch_size(self) -> int:
+        return max(1, min(1000, self.client.get_max_batch_size()))
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), self._batch_size):
+            result = self.collection.get(ids=list(ids[start : start + self._batch_size]), include=[])
+            found.update(result["ids"])
+        return found
+
+    def upsert(
+        self,
+        ids: Sequence[str],
+        embeddings: Sequence[Sequence[float]],
+        documents: Sequence[str],
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
+        for start in range(0, len(ids), self._batch_size):
+            end = start + self._batch_size
+            self.collection.upsert(
+                ids=list(ids[start:end]),
+                embeddings=[list(vector) for vector in embeddings[start:end]],
+                documents=list(documents[start:end]),
+                metadatas=list(metadatas[start:end]),
+            )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), self._batch_size):
+            self.collection.delete(ids=list(ids[start : start + self._batch_size]))
+
+    def get(
+        self, ids: Sequence[str], include: Sequence[str] = ("metadatas", "documents", "embeddings")
+    ) -> dict[str, Any]:
+        return self.collection.get(ids=list(ids), include=list(include))
+
+    def query(self, embedding: Sequence[float], k: int, where: dict[str, Any] | None) -> list[dict[str, Any]]:
+        result = self.collection.query(
+            query_embeddings=[list(embedding)],
+            n_results=k,
+            where=where or None,
+            include=["documents", "metadatas", "distances"],
+        )
+        hits = []
+        for chunk_id, document, metadata, distance in zip(
+            result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0], strict=True
+        ):
+            hits.append({"chunk_id": chunk_id, "text": document, "metadata": metadata, "distance": distance})
+        return hits
+
+    def count(self) -> int:
+        return self.collection.count()
