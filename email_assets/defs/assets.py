@@ -66,7 +66,7 @@ def raw_messages(
             account = accounts.get(account_name)
             password = account.password(credentials.secret_box())
             report = pipeline.sync_account_days(
-                account, password, store, [dt.date.fromisoformat(day)], context.run_id, context.log.info
+                account, password, store, [dt.date.fromisoformat(day)], context.run.run_id, context.log.info
             )
         except UserError as error:
             accounts.record_failure(account_name, str(error))
@@ -104,7 +104,7 @@ def parsed_emails(context: dg.AssetExecutionContext, mail_store: MailStoreResour
     message. A message that cannot be parsed is a row with its reason, never a crash."""
     account_name, day = split_partition_key(context.partition_key)
     store = mail_store.messages()
-    report = pipeline.parse_partition(store, account_name, day, context.run_id)
+    report = pipeline.parse_partition(store, account_name, day, context.run.run_id)
     return dg.MaterializeResult(
         metadata=_step_metadata(report),
         check_results=checks.parsed_check_results(store, account_name, day, report),
@@ -124,7 +124,7 @@ def cleaned_text(context: dg.AssetExecutionContext, mail_store: MailStoreResourc
     runs removed (and kept aside for lineage), whitespace normalized."""
     account_name, day = split_partition_key(context.partition_key)
     store = mail_store.messages()
-    report = pipeline.clean_partition(store, account_name, day, context.run_id)
+    report = pipeline.clean_partition(store, account_name, day, context.run.run_id)
     return dg.MaterializeResult(
         metadata=_step_metadata(report),
         check_results=checks.cleaned_check_results(store, account_name, day, report),
@@ -154,7 +154,7 @@ def email_embeddings(
     try:
         embedder = embedding.embedder()
         vectors = chroma.vectors(embedder.model_name)
-        report = pipeline.embed_partition(store, vectors, embedder, account_name, day, context.run_id)
+        report = pipeline.embed_partition(store, vectors, embedder, account_name, day, context.run.run_id)
     except UserError as error:
         raise dg.Failure(description=str(error)) from None
     metadata = _step_metadata(report)

@@ -1,0 +1,111 @@
+"""Fixtures: a real Dovecot for the session, and a fresh project environment per test.
+
+Each test gets its own IMAP user (so mailboxes never mix), its own data directory
+(SQLite + embedded Chroma), its own DAGSTER_HOME and its own Fernet key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import itertools
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from email_assets import cli
+from email_assets.credentials import generate_key
+from email_assets.demo.dovecot import DovecotServer, make_server
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+_user_numbers = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    server = make_server({})
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@dataclass
+class MailUser:
+    server: DovecotServer
+    name: str
+    password: str
+
+    def append(self, messages: list[tuple[bytes, dt.datetime]], folder: str = "INBOX") -> int:
+        return self.server.append(self.name, messages, folder=folder)
+
+
+@pytest.fixture
+def mail_user(dovecot: DovecotServer) -> MailUser:
+    number = next(_user_numbers)
+    name, password = f"user{number}", f"pw-{generate_key()[:20]}-{number}"
+    dovecot.add_user(name, password)
+    return MailUser(dovecot, name, password)
+
+
+@pytest.fixture
+def project_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Environment of one operator: data dir, DAGSTER_HOME with the project's dagster.yaml."""
+    dagster_home = tmp_path / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", dagster_home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(dagster_home))
+    monkeypatch.setenv("EMAIL_ASSETS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("EMAIL_ASSETS_FERNET_KEYS", generate_key())
+    monkeypatch.setenv("EMAIL_ASSETS_RETENTION_DAYS", "0")
+    for name in ("EMAIL_ASSETS_DATABASE_URL", "EMAIL_ASSETS_CHROMA", "EMAIL_ASSETS_EMBEDDER"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def run_cli(args: list[str], stdin: str = "") -> int:
+    previous = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        return cli.main(args)
+    finally:
+        sys.stdin = previous
+
+
+def add_account(user: MailUser, name: str = "work", extra: list[str] | None = None) -> int:
+    return run_cli(
+        ["accounts", "add", name, "--host", user.server.host, "--port", str(user.server.imaps_port),
+         "--username", user.name, "--password-stdin", "--ca-file", str(user.server.ca_file), *(extra or [])],
+        stdin=user.password + "\n",
+    )
+
+
+@pytest.fixture
+def instance(project_env: Path) -> Iterator[dg.DagsterInstance]:
+    with dg.DagsterInstance.get() as dagster_instance:
+        yield dagster_instance
+
+
+def message(subject: str, body: str, message_id: str | None = None, sender: str = "Ana <ana@example.org>",
+            extra_headers: str = "") -> bytes:
+    msgid = message_id or f"<{subject.replace(' ', '.').lower()}@example.org>"
+    return (
+        f"From: {sender}\r\nTo: Demo <demo@example.test>\r\nSubject: {subject}\r\n"
+        f"Message-ID: {msgid}\r\nDate: Fri, 20 Nov 2026 10:00:00 +0000\r\n{extra_headers}"
+        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+    ).encode()
+
+
+def utc(day: dt.date, hour: int = 12, minute: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), dt.UTC)
+
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")

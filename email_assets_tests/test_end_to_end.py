@@ -1,0 +1,170 @@
+"""The whole product on real parts: Dovecot -> CLI -> Dagster instance -> SQLite -> Chroma -> search."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from email_assets import settings
+from email_assets.defs.materialize import materialize_partitions
+from email_assets.embedding import embedder_from_spec
+from email_assets.storage.database import engine_for
+from email_assets.storage.tables import chunks, cleaned_texts, message_locations, parsed_emails, raw_messages
+from email_assets.storage.vectors import VectorStore
+from email_assets_tests.conftest import add_account, message, run_cli, utc
+
+DAY = dt.date(2026, 11, 20)
+NEXT_DAY = DAY + dt.timedelta(days=1)
+
+OUTAGE = message(
+    "Database outage postmortem",
+    "The primary ran out of disk during the vacuum and failover never triggered because the health "
+    "check only probed the port.\r\n\r\nOn Thu, 19 Nov 2026, Bob <bob@example.org> wrote:\r\n> old quoted text\r\n",
+)
+LISBON = message("Team offsite", "Hotel booked in Lisbon near Alfama for the offsite.\r\n\r\n-- \r\nAna\r\n")
+HTML = (
+    b"From: News <news@example.com>\r\nTo: demo@example.test\r\nSubject: Garden club\r\n"
+    b"Message-ID: <garden@example.com>\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+    b"<html><head><style>p{color:red}</style></head><body><p>Tomato seedlings swap on Sunday</p>"
+    b'<img src="https://t.example/p.gif"></body></html>\r\n'
+)
+
+
+def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
+    found = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        found[materialization.asset_key.to_user_string()] = {k: v.value for k, v in materialization.metadata.items()}
+    return found
+
+
+def _table(table: sa.Table) -> list[dict]:
+    with engine_for(settings.database_url()).connect() as connection:
+        return [dict(row) for row in connection.execute(sa.select(table)).mappings()]
+
+
+def test_account_partition_end_to_end(mail_user, instance, capsys: pytest.CaptureFixture[str]) -> None:
+    mail_user.append([(OUTAGE, utc(DAY, 9)), (LISBON, utc(DAY, 23, 59)), (HTML, utc(NEXT_DAY, 0, 1))])
+    assert add_account(mail_user, "work") == 0
+    assert "login verified" in capsys.readouterr().out
+    assert instance.get_dynamic_partitions("accounts") == ["work"]
+
+    first = materialize_partitions(instance, "work", [DAY, NEXT_DAY])
+    assert all(result.success for result in first)
+    day_meta, next_meta = _metadata(first[0]), _metadata(first[1])
+    assert set(day_meta) == {"raw_messages", "parsed_emails", "cleaned_text", "email_embeddings"}
+    for asset, values in day_meta.items():
+        assert values["messages"] == 2 and values["failures"] == 0, asset
+    assert day_meta["raw_messages"]["fetched"] == 2
+    assert day_meta["raw_messages"]["bytes"] == len(OUTAGE) + len(LISBON)
+    assert next_meta["raw_messages"]["fetched"] == 1
+
+    # raw_messages: exact bytes, by UTC INTERNALDATE day, with IMAP coordinates.
+    raw = {row["sha256"]: row for row in _table(raw_messages)}
+    assert set(raw) == {hashlib.sha256(m).hexdigest() for m in (OUTAGE, LISBON, HTML)}
+    assert raw[hashlib.sha256(LISBON).hexdigest()]["raw"] == LISBON
+    assert raw[hashlib.sha256(LISBON).hexdigest()]["day"] == DAY.isoformat()
+    assert raw[hashlib.sha256(HTML).hexdigest()]["day"] == NEXT_DAY.isoformat()
+    locations = _table(message_locations)
+    assert sorted(loc["uid"] for loc in locations) == [1, 2, 3]
+    assert {loc["folder"] for loc in locations} == {"INBOX"}
+
+    parsed = {row["subject"]: row for row in _table(parsed_emails)}
+    assert parsed["Database outage postmortem"]["from_address"] == "ana@example.org"
+    assert parsed["Database outage postmortem"]["message_id"] == "database.outage.postmortem@example.org"
+    cleaned = {row["message_key"]: row for row in _table(cleaned_texts)}
+    outage_key = parsed["Database outage postmortem"]["message_key"]
+    assert cleaned[outage_key]["text"].startswith("The primary ran out of disk")
+    assert "old quoted text" not in cleaned[outage_key]["text"]
+    assert "old quoted text" in cleaned[outage_key]["quoted_text"]
+    garden = cleaned[parsed["Garden club"]["message_key"]]
+    assert garden["source"] == "html" and garden["text"] == "Tomato seedlings swap on Sunday"
+
+    # email_embeddings: the right vectors, in Chroma, under chunk ids from the table.
+    embedder = embedder_from_spec("local")
+    vectors = VectorStore(settings.chroma_location(), embedder.model_name)
+    chunk_rows = _table(chunks)
+    assert vectors.count() == len(chunk_rows) == 3
+    stored = vectors.get([row["chunk_id"] for row in chunk_rows])
+    expected = embedder.embed([row["text"] for row in chunk_rows])
+    by_id = dict(zip(stored["ids"], stored["embeddings"], strict=True))
+    for row, vector in zip(chunk_rows, expected, strict=True):
+        assert list(by_id[row["chunk_id"]]) == pytest.approx(vector, abs=1e-5)
+
+    # Search answers from Chroma.
+    assert run_cli(["search", "why did failover not happen", "-k", "1", "--json"]) == 0
+    hit = json.loads(capsys.readouterr().out.strip().splitlines()[0])
+    assert hit["subject"] == "Database outage postmortem"
+    assert hit["message_id"] == "database.outage.postmortem@example.org"
+    assert hit["account"] == "work" and hit["from"] == "ana@example.org"
+    assert {"chunk_id", "score", "date", "text"} <= set(hit)
+
+    # Trace goes back to the IMAP coordinates and the runs.
+    assert run_cli(["trace", hit["chunk_id"], "--json"]) == 0
+    lineage = json.loads(capsys.readouterr().out)
+    assert lineage["locations"][0]["folder"] == "INBOX" and lineage["locations"][0]["uid"] == 1
+    assert lineage["raw"]["sha256"] == hashlib.sha256(OUTAGE).hexdigest()
+    assert lineage["vector"]["dimensions"] == 384
+    assert lineage["chunk"]["run_id"] == first[0].run_id
+
+    # A second materialization changes nothing.
+    before = {name: _table(t) for name, t in [("raw", raw_messages), ("parsed", parsed_emails),
+                                               ("cleaned", cleaned_texts), ("chunks", chunks)]}
+    second = materialize_partitions(instance, "work", [DAY, NEXT_DAY])
+    again = _metadata(second[0])
+    assert again["raw_messages"]["fetched"] == 0
+    assert again["email_embeddings"]["embedded"] == 0 and again["email_embeddings"]["reused"] == 2
+    after = {name: _table(t) for name, t in [("raw", raw_messages), ("parsed", parsed_emails),
+                                              ("cleaned", cleaned_texts), ("chunks", chunks)]}
+    assert after == before
+    assert vectors.count() == 3
+
+
+def test_password_never_reaches_logs_or_event_log(mail_user, instance, project_env: Path, capfd) -> None:
+    mail_user.append([(LISBON, utc(DAY))])
+    assert add_account(mail_user, "work") == 0
+    results = materialize_partitions(instance, "work", [DAY])
+    assert results[0].success
+    wrong = run_cli(["accounts", "add", "bad", "--host", mail_user.server.host, "--port",
+                     str(mail_user.server.imaps_port), "--username", mail_user.name, "--password-stdin",
+                     "--ca-file", str(mail_user.server.ca_file)], stdin="not-" + mail_user.password + "\n")
+    assert wrong == 2
+    captured = capfd.readouterr()
+    assert mail_user.password not in captured.out + captured.err
+    records = instance.get_records_for_run(results[0].run_id).records
+    assert records
+    for record in records:
+        assert mail_user.password not in json.dumps(dg.serialize_value(record.event_log_entry))
+    for path in project_env.rglob("*"):
+        if path.is_file() and path.suffix not in {".sqlite3", ".bin"}:
+            assert mail_user.password.encode() not in path.read_bytes(), path
+    with engine_for(settings.database_url()).connect() as connection:
+        secret = connection.execute(sa.text("select encrypted_secret from accounts where name='work'")).scalar_one()
+    assert mail_user.password.encode() not in secret
+
+
+def test_wrong_password_fails_only_that_partition_with_one_line(mail_user, instance, capsys) -> None:
+    mail_user.append([(LISBON, utc(DAY))])
+    assert add_account(mail_user, "work") == 0
+    assert run_cli(["accounts", "add", "broken", "--host", mail_user.server.host, "--port",
+                    str(mail_user.server.imaps_port), "--username", mail_user.name, "--password-stdin",
+                    "--no-verify"], stdin="wrong-password\n") == 0
+    broken = materialize_partitions(instance, "broken", [DAY], raise_on_error=False)[0]
+    assert not broken.success
+    failure = next(e for e in broken.all_events if e.event_type_value == "STEP_FAILURE")
+    reason = failure.event_specific_data.error.message
+    assert "wrong-password" not in reason
+    work = materialize_partitions(instance, "work", [DAY])[0]
+    assert work.success
+    capsys.readouterr()
+    assert run_cli(["accounts", "list", "--json"]) == 0
+    listed = {row["name"]: row for row in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert listed["broken"]["consecutive_failures"] == 1
+    assert "refused" in listed["broken"]["last_error"] or "certificate" in listed["broken"]["last_error"]
+    assert listed["work"]["consecutive_failures"] == 0
