@@ -82,8 +82,21 @@ def run_cli(args: list[str], stdin: str = "") -> int:
 
 def add_account(user: MailUser, name: str = "work", extra: list[str] | None = None) -> int:
     return run_cli(
-        ["accounts", "add", name, "--host", user.server.host, "--port", str(user.server.imaps_port),
-         "--username", user.name, "--password-stdin", "--ca-file", str(user.server.ca_file), *(extra or [])],
+        [
+            "accounts",
+            "add",
+            name,
+            "--host",
+            user.server.host,
+            "--port",
+            str(user.server.imaps_port),
+            "--username",
+            user.name,
+            "--password-stdin",
+            "--ca-file",
+            str(user.server.ca_file),
+            *(extra or []),
+        ],
         stdin=user.password + "\n",
     )
 
@@ -94,8 +107,13 @@ def instance(project_env: Path) -> Iterator[dg.DagsterInstance]:
         yield dagster_instance
 
 
-def message(subject: str, body: str, message_id: str | None = None, sender: str = "Ana <ana@example.org>",
-            extra_headers: str = "") -> bytes:
+def message(
+    subject: str,
+    body: str,
+    message_id: str | None = None,
+    sender: str = "Ana <ana@example.org>",
+    extra_headers: str = "",
+) -> bytes:
     msgid = message_id or f"<{subject.replace(' ', '.').lower()}@example.org>"
     return (
         f"From: {sender}\r\nTo: Demo <demo@example.test>\r\nSubject: {subject}\r\n"

@@ -82,6 +82,8 @@ ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+auth_failure_delay = 0
+login_trusted_networks = 127.0.0.0/8
 default_login_user = {login_user}
 default_internal_user = {internal_user}
 first_valid_uid = {mail_uid}
@@ -108,11 +110,11 @@ namespace inbox {{
 }}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd
+  args = scheme=PLAIN username_format=%u {root}/users/%u
 }}
 userdb {{
   driver = passwd-file
-  args = username_format=%u {root}/passwd
+  args = username_format=%u {root}/users/%u
   default_fields = uid={mail_uid} gid={mail_gid} home={root}/home/%u
 }}
 service imap-login {{
@@ -192,10 +194,15 @@ class DovecotServer:
         self._write_passwd()
 
     def _write_passwd(self) -> None:
-        lines = [f"{user}:{{PLAIN}}{password}::::::\n" for user, password in self.users.items()]
-        passwd = self.root / "passwd"
-        passwd.write_text("".join(lines))
-        passwd.chmod(0o644)
+        # One passwd-file per user (the path has %u): a user added while the server runs
+        # is a new file, which Dovecot reads on first login; no reload timing to race.
+        directory = self.root / "users"
+        directory.mkdir(exist_ok=True)
+        directory.chmod(0o755)
+        for user, password in self.users.items():
+            path = directory / user
+            path.write_text(f"{user}:{{PLAIN}}{password}::::::\n")
+            path.chmod(0o644)
 
     def start(self) -> None:
         mail_uid, mail_gid = _mail_owner()

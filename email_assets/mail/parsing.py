@@ -21,6 +21,8 @@ PARSER_VERSION = "parse-1"
 
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _MAX_NESTING = 50
+# Charsets whose text is pure ASCII bytes on the wire and still needs decoding.
+_SEVEN_BIT_ENCODINGS = ("iso-2022", "utf-7", "hz")
 
 
 @dataclass
@@ -51,9 +53,32 @@ class ParsedEmail:
     parse_error: str | None = None
 
     def as_row(self) -> dict[str, Any]:
-        row = asdict(self)
-        row["attachments"] = [asdict(item) for item in self.attachments]
-        return row
+        """Storable values: every string valid Unicode without NUL (PostgreSQL refuses both)."""
+        return _storable(asdict(self))
+
+
+def storable_text(text: str) -> str:
+    """Undo surrogateescape (raw 8-bit bytes the email package could not decode) and drop NULs."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        data = text.encode("utf-8", "surrogateescape")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("cp1252", errors="replace")
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("\x00", "")
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _storable(item) for key, item in value.items()}
+    return value
 
 
 def normalize_message_id(value: str | None) -> str | None:
@@ -79,7 +104,7 @@ def decode_bytes(payload: bytes, declared: str | None, defects: list[str], where
     UTF-8 whatever the label says; latin-1 labels are read as windows-1252, as browsers do.
     """
     charset = (declared or "us-ascii").strip().strip('"').lower()
-    if payload.isascii():
+    if payload.isascii() and not charset.startswith(_SEVEN_BIT_ENCODINGS):
         return payload.decode("ascii")
     if charset in {"us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1", "utf-8", "utf8"}:
         try:
@@ -124,9 +149,24 @@ def _header(message: Message, name: str, defects: list[str]) -> str | None:
     if value is None:
         return None
     text = str(value)
+    if "\ufffd" in text:
+        text = _undeclared_8bit_header(message, name) or text
     for defect in getattr(value, "defects", ()):
         defects.append(f"{name}: {type(defect).__name__}")
     return text.replace("\r", "").replace("\n", " ").strip()
+
+
+def _undeclared_8bit_header(message: Message, name: str) -> str | None:
+    """Raw 8-bit bytes in a header (no RFC 2047): UTF-8 if valid, else windows-1252."""
+    raw = next((value for key, value in message.raw_items() if key.lower() == name.lower()), None)
+    if not isinstance(raw, str):
+        return None
+    data = raw.encode("ascii", "surrogateescape")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    return " ".join(text.split())
 
 
 def _addresses(message: Message, name: str, defects: list[str]) -> list[dict[str, str]]:
@@ -174,42 +214,86 @@ def _payload_bytes(part: Message, defects: list[str], where: str) -> bytes:
     return payload or b""
 
 
-def _walk(part: Message, parsed: ParsedEmail, depth: int = 0) -> None:
-    """Pick the first inline text/plain and text/html bodies; list everything else."""
+def _looks_like_html(text: str) -> bool:
+    head = text[:2000].lower()
+    return "<html" in head or "<body" in head or "<div" in head or "<p>" in head
+
+
+def _walk(part: Message, parsed: ParsedEmail, forwarded: list[Message], depth: int = 0) -> None:
+    """Collect inline text/plain (all of it) and the first inline text/html; list the rest.
+
+    A multipart whose boundary never appears is kept as one text body rather than lost,
+    and attached messages are remembered so that a message that only forwards another
+    still has text.
+    """
     if depth > _MAX_NESTING:
         parsed.defects.append("MIME nesting deeper than 50 levels; rest ignored")
         return
     content_type = part.get_content_type()
     where = f"part {content_type}"
-    for defect in getattr(part, "defects", ()):
-        parsed.defects.append(f"{where}: {type(defect).__name__}")
-    if part.is_multipart() and content_type != "message/rfc822":
-        children = part.get_payload()
-        if isinstance(children, list):
-            for child in children:
-                _walk(child, parsed, depth + 1)
-        return
-    try:
-        filename = part.get_filename()
-    except Exception:  # noqa: BLE001 - malformed RFC 2231 parameters
-        parsed.defects.append(f"{where}: filename not decodable")
-        filename = None
-    disposition = (part.get_content_disposition() or "").lower()
-    is_body_text = content_type in {"text/plain", "text/html"} and disposition != "attachment" and filename is None
-    if is_body_text:
-        attribute = "text_body" if content_type == "text/plain" else "html_body"
-        if getattr(parsed, attribute) is None:
-            payload = _payload_bytes(part, parsed.defects, where)
-            setattr(parsed, attribute, decode_bytes(payload, part.get_content_charset(), parsed.defects, where))
-            return
+    if depth:
+        for defect in getattr(part, "defects", ()):
+            parsed.defects.append(f"{where}: {type(defect).__name__}")
     if content_type == "message/rfc822":
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
+        if isinstance(inner, Message):
+            forwarded.append(inner)
         size = len(inner.as_bytes()) if isinstance(inner, Message) else 0
-        parsed.attachments.append(Attachment(filename, content_type, size, disposition == "inline"))
+        parsed.attachments.append(Attachment(_filename(part, parsed), content_type, size, False))
         return
+    if part.is_multipart() or content_type.startswith("multipart/"):
+        children = part.get_payload()
+        if isinstance(children, list):
+            for child in children:
+                _walk(child, parsed, forwarded, depth + 1)
+            return
+        text = children if isinstance(children, str) else ""
+        parsed.defects.append(f"{where}: boundary not found, body kept as one text part")
+        if _looks_like_html(text):
+            parsed.html_body = parsed.html_body or text
+        elif text.strip():
+            parsed.text_body = (parsed.text_body + "\n\n" + text) if parsed.text_body else text
+        return
+    filename = _filename(part, parsed)
+    disposition = (part.get_content_disposition() or "").lower()
+    if content_type in {"text/plain", "text/html"} and disposition != "attachment":
+        text = decode_bytes(
+            _payload_bytes(part, parsed.defects, where), part.get_content_charset(), parsed.defects, where
+        )
+        if content_type == "text/plain":
+            parsed.text_body = (parsed.text_body + "\n\n" + text) if parsed.text_body else text
+            return
+        if parsed.html_body is None:
+            parsed.html_body = text
+            return
     payload = _payload_bytes(part, parsed.defects, where)
     parsed.attachments.append(Attachment(filename, content_type, len(payload), disposition != "attachment"))
+
+
+def _filename(part: Message, parsed: ParsedEmail) -> str | None:
+    try:
+        return part.get_filename()
+    except Exception:  # noqa: BLE001 - malformed RFC 2231 parameters
+        parsed.defects.append(f"part {part.get_content_type()}: filename not decodable")
+        return None
+
+
+def _adopt_forwarded(parsed: ParsedEmail, forwarded: list[Message]) -> None:
+    """A message with no text of its own that attaches messages: their text is its content."""
+    texts, htmls = [], []
+    for inner_message in forwarded:
+        inner = ParsedEmail()
+        _walk(inner_message, inner, [], depth=1)
+        header = f"[Forwarded message] Subject: {_header(inner_message, 'Subject', inner.defects) or ''}"
+        if inner.text_body:
+            texts.append(f"{header}\n\n{inner.text_body}")
+        elif inner.html_body:
+            htmls.append(inner.html_body)
+    if texts:
+        parsed.text_body = "\n\n".join(texts)
+    elif htmls:
+        parsed.html_body = htmls[0]
 
 
 def parse_message(raw: bytes, internaldate: dt.datetime) -> ParsedEmail:
@@ -231,7 +315,10 @@ def parse_message(raw: bytes, internaldate: dt.datetime) -> ParsedEmail:
         parsed.in_reply_to = normalize_message_id(_header(message, "In-Reply-To", parsed.defects))
         parsed.references = message_ids(_header(message, "References", parsed.defects))
         parsed.thread_id = (parsed.references[:1] or [parsed.in_reply_to or parsed.message_id])[0]
-        _walk(message, parsed)
+        forwarded: list[Message] = []
+        _walk(message, parsed, forwarded)
+        if parsed.text_body is None and parsed.html_body is None and forwarded:
+            _adopt_forwarded(parsed, forwarded)
     except Exception as error:  # noqa: BLE001 - recorded per message, never a crashed partition
         parsed.parse_error = f"{type(error).__name__}: {str(error)[:200]}"
         if parsed.date is None:
