@@ -26,7 +26,7 @@ _REPLY_HEADERS = [
 _REPLY_HEADER = re.compile("|".join(_REPLY_HEADERS), re.IGNORECASE | re.MULTILINE)
 # Outlook desktop/web: an underscore rule or nothing, then From:/Sent: (Von:/Gesendet:, De:/Envoyé:, De:/Enviado:).
 _OUTLOOK_BLOCK = re.compile(
-    r"^(?:_{10,}\s*\n)?\*?(From|De|Von):\*?\s.+\n\*?(Sent|Envoyé|Gesendet|Enviado|Date):\*?\s",
+    r"^(?:_{10,}\s*\n)?\*?(From|De|Von) ?:\*?\s.+\n\*?(Sent|Envoyé|Gesendet|Enviado|Date) ?:\*?\s",
     re.IGNORECASE | re.MULTILINE,
 )
 _FORWARD_MARKER = re.compile(
@@ -108,7 +108,7 @@ def _cut_signature(text: str) -> tuple[str, str]:
 
 
 def normalize_whitespace(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
     text = _TRAILING_SPACE.sub("\n", text)
     text = _SPACES.sub(" ", text)
     text = _BLANK_LINES.sub("\n\n", text)

@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import re
 import ssl
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import aioimaplib
@@ -316,6 +316,7 @@ class connect:  # noqa: N801 - used as `async with connect(...)`, like a functio
                 )
             else:
                 client = aioimaplib.IMAP4(endpoint.host, endpoint.port, timeout=endpoint.timeout)
+            client.protocol.conn_lost_cb = _fail_pending_commands(client.protocol)
             session = ImapSession(client, endpoint)
             self._session = session
             await client.wait_hello_from_server()
@@ -347,6 +348,22 @@ class connect:  # noqa: N801 - used as `async with connect(...)`, like a functio
 
     async def __aexit__(self, *exc: object) -> None:
         await self._close()
+
+
+def _fail_pending_commands(protocol: aioimaplib.IMAP4ClientProtocol) -> Callable[[Exception | None], None]:
+    """aioimaplib leaves commands waiting for their timeout when the server goes away;
+    fail them at once, the way its own timeout callback does, so a dropped connection is
+    reported in milliseconds rather than after `timeout` seconds."""
+
+    def on_connection_lost(error: Exception | None) -> None:
+        reason = aioimaplib.Abort(f"connection lost ({error or 'closed by server'})")
+        commands = [*protocol.pending_async_commands.values(), protocol.pending_sync_command]
+        for command in commands:
+            if command is not None and not command._event.is_set():
+                command._exception = reason
+                command.close(b"connection lost", "NO")
+
+    return on_connection_lost
 
 
 async def _starttls(client: aioimaplib.IMAP4, endpoint: ImapEndpoint) -> None:

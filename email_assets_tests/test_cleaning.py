@@ -1,0 +1,99 @@
+"""cleaned_text's core: written examples of each reply and signature style, exact outputs."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from email_assets.mail.cleaning import clean_email
+
+NEW = "Yes, Thursday works for me."
+
+
+@pytest.mark.parametrize(
+    "reply_header",
+    [
+        "On Tue, 17 Nov 2026 at 10:02, Bob Smith <bob@example.org> wrote:",  # Gmail
+        "On 17 Nov 2026, at 10:02, Bob Smith <bob@example.org> wrote:",  # Apple Mail
+        "On 11/17/26 10:02 AM, Bob Smith wrote:",  # Thunderbird
+        "Le mar. 17 nov. 2026 à 10:02, Bob Smith <bob@example.org> a écrit :",
+        "Am Di., 17. Nov. 2026 um 10:02 Uhr schrieb Bob Smith <bob@example.org>:",
+        "El mar, 17 nov 2026 a las 10:02, Bob Smith (<bob@example.org>) escribió:",
+        "-----Original Message-----",
+    ],
+)
+def test_reply_headers_of_common_clients(reply_header: str) -> None:
+    body = f"{NEW}\n\n{reply_header}\n> Can we meet Thursday?\n> Bob\n"
+    cleaned = clean_email(body, None)
+    assert cleaned.text == NEW
+    assert cleaned.quoted_text.startswith(reply_header)
+    assert "Can we meet Thursday?" in cleaned.quoted_text
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "From: Bob Smith <bob@example.org>\nSent: Tuesday, November 17, 2026 10:02 AM\nTo: Ana\nSubject: RE: meet",
+        "________________________________\nFrom: Bob Smith <bob@example.org>\nSent: Tuesday, 17 November 2026 10:02\n",
+        "De : Bob Smith <bob@example.org>\nEnvoyé : mardi 17 novembre 2026 10:02\nÀ : Ana",
+        "Von: Bob Smith <bob@example.org>\nGesendet: Dienstag, 17. November 2026 10:02\nAn: Ana",
+        "De: Bob Smith <bob@example.org>\nEnviado: martes, 17 de noviembre de 2026 10:02\nPara: Ana",
+    ],
+)
+def test_outlook_reply_blocks(block: str) -> None:
+    cleaned = clean_email(f"{NEW}\n\n{block}\n\nCan we meet Thursday?\n", None)
+    assert cleaned.text == NEW
+    assert "Can we meet Thursday?" in cleaned.quoted_text
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["-- \nAna Souza\nPlatform team", "Sent from my iPhone", "Envoyé de mon iPhone",
+     "Von meinem iPhone gesendet", "Enviado desde mi Android"],
+)
+def test_signatures(signature: str) -> None:
+    cleaned = clean_email(f"{NEW}\n\n{signature}\n", None)
+    assert cleaned.text == NEW
+    assert cleaned.signature_text == signature
+
+
+def test_interleaved_quotes_are_removed_and_kept_aside() -> None:
+    cleaned = clean_email("> question one?\nanswer one\n> question two?\nanswer two\n", None)
+    assert cleaned.text == "answer one\nanswer two"
+    assert cleaned.quoted_text == "> question one?\n> question two?"
+
+
+def test_forwarded_content_is_kept_and_marked() -> None:
+    body = ("FYI\n\n---------- Forwarded message ---------\nFrom: Bob <bob@example.org>\n"
+            "Subject: outage\n\nThe disk filled up.\n")
+    cleaned = clean_email(body, None)
+    assert cleaned.text == "FYI\n\n[Forwarded message]\nFrom: Bob <bob@example.org>\nSubject: outage\n\nThe disk filled up."
+    assert cleaned.quoted_text == ""
+
+
+def test_html_becomes_text_without_style_script_or_tracking_pixels() -> None:
+    html = ("<html><head><style>.x{color:red}</style><script>track()</script></head><body>"
+            "<p>Hello&nbsp;<b>team</b>,</p><p>See <a href='https://t.example/?id=123'>the plan</a>.</p>"
+            "<img src='https://t.example/pixel.gif' width=1 height=1></body></html>")
+    cleaned = clean_email(None, html)
+    assert cleaned.source == "html"
+    assert cleaned.text == "Hello team,\n\nSee the plan."
+
+
+def test_plain_text_preferred_when_it_is_real() -> None:
+    assert clean_email("plain version", "<p>html version</p>").text == "plain version"
+    assert clean_email("   \n", "<p>html version</p>").text == "html version"
+    assert clean_email(None, None).source == "none"
+
+
+def test_base64_runs_removed() -> None:
+    blob = base64.b64encode(bytes(range(256)) * 4).decode()
+    lines = "\n".join(blob[i : i + 76] for i in range(0, len(blob), 76))
+    cleaned = clean_email(f"Report below.\n{lines}\nThanks", None)
+    assert cleaned.text == "Report below.\n\nThanks" or cleaned.text == "Report below.\nThanks"
+    assert cleaned.removed["base64_runs"] >= 1
+
+
+def test_whitespace_normalized() -> None:
+    assert clean_email("a   b  \n\n\n\n\nc\t\t d", None).text == "a b\n\nc d"

@@ -1,0 +1,114 @@
+"""Pure functions of the core: no server needed."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+
+from email_assets.credentials import SecretBox, generate_key
+from email_assets.errors import ConfigurationError
+from email_assets.mail.chunking import chunk_text, regex_token_offsets
+from email_assets.mail.imap import imap_date, parse_fetch_lines, parse_internaldate, uid_set
+from email_assets.mail.keys import chunk_id, content_sha256, message_key
+from email_assets.mail.mailbox_names import decode_mailbox_name, encode_mailbox_name
+from email_assets.settings import RetentionWindow
+
+
+def test_modified_utf7_mailbox_names_round_trip() -> None:
+    assert encode_mailbox_name("Entwürfe") == "Entw&APw-rfe"
+    assert encode_mailbox_name("R&D") == "R&-D"
+    assert encode_mailbox_name("日本語") == "&ZeVnLIqe-"
+    for name in ("INBOX", "Entwürfe", "R&D", "日本語/子", "Éléments envoyés"):
+        assert decode_mailbox_name(encode_mailbox_name(name)) == name
+
+
+def test_uid_set_compacts_ranges() -> None:
+    assert uid_set([7, 1, 2, 3, 8, 10]) == "1:3,7:8,10"
+    with pytest.raises(ValueError):
+        uid_set([])
+
+
+def test_imap_dates() -> None:
+    assert imap_date(dt.date(2026, 3, 5)) == "5-Mar-2026"
+    assert parse_internaldate(b"20-Nov-2026 23:30:00 -0200") == dt.datetime(2026, 11, 21, 1, 30, tzinfo=dt.UTC)
+
+
+def test_parse_fetch_lines_handles_items_after_the_literal_and_flag_updates() -> None:
+    lines = [
+        b'1 FETCH (UID 5 INTERNALDATE "20-Nov-2026 10:00:00 +0000" RFC822.SIZE 4 BODY[] {4}',
+        bytearray(b"abcd"),
+        b" FLAGS (\\Seen))",
+        b"2 FETCH (FLAGS (\\Deleted))",  # unsolicited update: no UID, ignored
+        b"Fetch completed.",
+    ]
+    [item] = parse_fetch_lines(lines)
+    assert item == {"uid": 5, "body": b"abcd", "size": 4,
+                    "internaldate": dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC), "flags": ("\\Seen",)}
+
+
+def test_keys_are_deterministic_and_scoped() -> None:
+    sha = content_sha256(b"message")
+    assert message_key("work", sha) == message_key("work", sha)
+    assert message_key("work", sha) != message_key("home", sha)
+    key = message_key("work", sha)
+    assert chunk_id(key, "m1", "text") == chunk_id(key, "m1", "text")
+    assert chunk_id(key, "m1", "text") != chunk_id(key, "m2", "text")
+
+
+def test_secret_box_rotation_and_fail_fast_errors() -> None:
+    old, new = generate_key(), generate_key()
+    token = SecretBox([old]).encrypt("hunter2")
+    both = SecretBox.from_keys_string(f"{new}, {old}")
+    assert both.decrypt(token) == "hunter2"
+    rotated = both.rotate(token)
+    assert SecretBox([new]).decrypt(rotated) == "hunter2"
+    with pytest.raises(ConfigurationError, match="EMAIL_ASSETS_FERNET_KEYS is not set.*keys generate"):
+        SecretBox.from_keys_string("")
+    with pytest.raises(ConfigurationError, match="key #2 is not a valid Fernet key"):
+        SecretBox.from_keys_string(f"{new},not-a-key")
+    with pytest.raises(ConfigurationError) as error:
+        SecretBox([new]).decrypt(SecretBox([old]).encrypt("hunter2"))
+    assert "hunter2" not in str(error.value)
+
+
+def test_chunks_respect_token_budget_and_overlap() -> None:
+    text = " ".join(f"word{i}" for i in range(1000))
+    chunks = chunk_text(text, regex_token_offsets, max_tokens=100, overlap=10)
+    assert all(chunk.token_count <= 100 for chunk in chunks)
+    assert chunks[0].text.startswith("word0 ") and chunks[-1].text.endswith("word999")
+    assert chunks[1].text.startswith("word90 ")  # 10 tokens of overlap
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    assert chunk_text("", regex_token_offsets) == []
+
+
+def test_local_tokenizer_offsets_cut_real_text() -> None:
+    from email_assets.embedding import LocalEmbedder
+
+    embedder = LocalEmbedder()
+    text = "Réunion à 10h: le serveur de base de données est tombé. " * 60
+    chunks = chunk_text(text, embedder.token_offsets, embedder.max_tokens)
+    assert len(chunks) > 1
+    for chunk in chunks:
+        assert chunk.token_count <= embedder.max_tokens
+        assert chunk.text in text
+
+
+def test_retention_window() -> None:
+    today = dt.date(2026, 11, 25)
+    window = RetentionWindow(30)
+    assert window.oldest_kept(today) == dt.date(2026, 10, 27)
+    assert window.keeps(dt.date(2026, 10, 27), today) and not window.keeps(dt.date(2026, 10, 26), today)
+    assert RetentionWindow(0).keeps(dt.date(1990, 1, 1), today)
+
+
+def test_core_modules_do_not_import_dagster() -> None:
+    core = ["email_assets.mail.imap", "email_assets.mail.sync", "email_assets.mail.parsing",
+            "email_assets.mail.cleaning", "email_assets.mail.chunking", "email_assets.mail.highwater",
+            "email_assets.pipeline", "email_assets.search", "email_assets.trace", "email_assets.storage.messages",
+            "email_assets.storage.accounts", "email_assets.storage.vectors", "email_assets.embedding"]
+    code = f"import sys\nfor m in {core!r}: __import__(m)\nprint('dagster' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

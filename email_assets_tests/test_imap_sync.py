@@ -1,0 +1,166 @@
+"""The sync engine against a real Dovecot: day windows, idempotence, expunge, UIDVALIDITY
+changes, copies, transports, and a connection dropped mid-FETCH."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from email_assets.demo.dovecot import free_port
+from email_assets.errors import AccountError
+from email_assets.mail.keys import content_sha256
+from email_assets.pipeline import sync_account_days
+from email_assets.storage.accounts import Account
+from email_assets.storage.messages import MessageStore
+from email_assets.storage.tables import folder_state, message_locations, raw_messages
+from email_assets_tests.conftest import message, utc
+from email_assets_tests.tcp_proxy import CuttingProxy
+
+DAY = dt.date(2026, 11, 20)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MessageStore:
+    return MessageStore(f"sqlite:///{tmp_path / 'sync.sqlite'}")
+
+
+def account_for(mail_user, port: int | None = None, security: str = "ssl", ca: bool = True,
+                folders: list[str] | None = None) -> Account:
+    server = mail_user.server
+    return Account(
+        name="work", host=server.host, port=port or server.imaps_port, username=mail_user.name,
+        security=security, folders=folders or [], max_connections=2,
+        ca_file=str(server.ca_file) if ca else None, encrypted_secret=b"unused",
+    )
+
+
+def rows(store: MessageStore, table: sa.Table) -> list[dict]:
+    with store.engine.connect() as connection:
+        return [dict(row) for row in connection.execute(sa.select(table)).mappings()]
+
+
+def sync(mail_user, store: MessageStore, days: list[dt.date], **kwargs):
+    return sync_account_days(account_for(mail_user, **kwargs), mail_user.password, store, days, run_id="test-run")
+
+
+def batch(count: int, day: dt.date, size: int = 0, prefix: str = "m") -> list[tuple[bytes, dt.datetime]]:
+    return [(message(f"{prefix} {i}", f"body {i} " + "x" * size), utc(day, 8, i % 60)) for i in range(count)]
+
+
+def test_day_partition_is_exact_in_utc_whatever_the_offset(mail_user, store) -> None:
+    late = message("late", "late")  # 02:00 at +05:00 is 21:00 UTC the day before
+    mail_user.append([(late, dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=5)))),
+                      (message("early", "early"), utc(DAY, 0, 0)),
+                      (message("last", "last"), dt.datetime(2026, 11, 20, 23, 59, 59, tzinfo=dt.UTC)),
+                      (message("next", "next"), utc(DAY + dt.timedelta(days=1), 0, 0))])
+    report = sync(mail_user, store, [DAY])
+    assert report.fetched == {DAY.isoformat(): 2}
+    assert {r["day"] for r in rows(store, raw_messages)} == {DAY.isoformat()}
+    sync(mail_user, store, [DAY - dt.timedelta(days=1)])
+    days = {r["sha256"]: r["day"] for r in rows(store, raw_messages)}
+    assert days[content_sha256(late)] == "2026-11-19"
+
+
+def test_second_sync_fetches_nothing_and_changes_nothing(mail_user, store) -> None:
+    mail_user.append(batch(30, DAY))
+    first = sync(mail_user, store, [DAY])
+    before = rows(store, raw_messages)
+    second = sync(mail_user, store, [DAY])
+    assert first.fetched[DAY.isoformat()] == 30 and second.fetched[DAY.isoformat()] == 0
+    assert rows(store, raw_messages) == before
+    [state] = [s for s in rows(store, folder_state) if s["folder"] == "INBOX"]
+    assert state["highest_uid"] == 30 and state["uidnext"] == 31 and state["message_count"] == 30
+
+
+def test_expunged_mail_is_removed(mail_user, store) -> None:
+    mail_user.append(batch(5, DAY))
+    sync(mail_user, store, [DAY])
+    client = mail_user.server.connect(mail_user.name)
+    client.select("INBOX")
+    client.uid("STORE", "2,4", "+FLAGS", "(\\Deleted)")
+    client.expunge()
+    client.logout()
+    report = sync(mail_user, store, [DAY])
+    assert report.removed[DAY.isoformat()] == 2
+    assert sorted(r["uid"] for r in rows(store, message_locations)) == [1, 3, 5]
+    assert len(rows(store, raw_messages)) == 3
+
+
+def test_copy_in_two_folders_is_one_message_with_two_locations(mail_user, store) -> None:
+    mail_user.append(batch(3, DAY))
+    client = mail_user.server.connect(mail_user.name)
+    client.create("Archive")
+    client.select("INBOX")
+    client.uid("COPY", "1:2", "Archive")
+    client.logout()
+    sync(mail_user, store, [DAY])
+    assert len(rows(store, raw_messages)) == 3
+    locations = rows(store, message_locations)
+    assert sorted((r["folder"], r["uid"]) for r in locations) == [
+        ("Archive", 1), ("Archive", 2), ("INBOX", 1), ("INBOX", 2), ("INBOX", 3)]
+    keys = {}
+    for location in locations:
+        keys.setdefault(location["message_key"], set()).add(location["folder"])
+    assert sorted(len(folders) for folders in keys.values()) == [1, 2, 2]
+
+
+def test_uidvalidity_change_resyncs_without_duplicates(mail_user, store) -> None:
+    messages = batch(4, DAY, prefix="project")
+    mail_user.append(messages, folder="Projects")
+    sync(mail_user, store, [DAY], folders=["Projects"])
+    old_validity = {r["uidvalidity"] for r in rows(store, message_locations)}
+    client = mail_user.server.connect(mail_user.name)
+    client.delete("Projects")
+    client.logout()
+    # Recreated: a new UIDVALIDITY; one message is gone, one is new.
+    mail_user.append(messages[1:] + batch(1, DAY, prefix="fresh"), folder="Projects")
+    sync(mail_user, store, [DAY], folders=["Projects"])
+    locations = rows(store, message_locations)
+    assert {r["uidvalidity"] for r in locations}.isdisjoint(old_validity)
+    assert len(locations) == 4
+    stored = {r["sha256"] for r in rows(store, raw_messages)}
+    assert stored == {hashlib.sha256(raw).hexdigest() for raw, _ in messages[1:] + batch(1, DAY, prefix="fresh")}
+
+
+def test_dropped_connection_mid_fetch_then_next_run_completes(mail_user, store) -> None:
+    messages = batch(120, DAY, size=3000)
+    mail_user.append(messages)
+    proxy = CuttingProxy(mail_user.server.imaps_port, cut_after=200_000)
+    try:
+        with pytest.raises(AccountError, match="IMAP session with"):
+            sync(mail_user, store, [DAY], port=proxy.port)
+    finally:
+        proxy.close()
+    partial = rows(store, raw_messages)
+    assert 0 < len(partial) < 120  # whole batches were committed before the cut
+    for row in partial:
+        assert hashlib.sha256(row["raw"]).hexdigest() == row["sha256"]
+    report = sync(mail_user, store, [DAY])
+    assert report.fetched[DAY.isoformat()] == 120 - len(partial)
+    assert sorted(r["raw"] for r in rows(store, raw_messages)) == sorted(raw for raw, _ in messages)
+
+
+def test_starttls_and_explicit_plain(mail_user, store) -> None:
+    mail_user.append(batch(2, DAY))
+    assert sync(mail_user, store, [DAY], port=mail_user.server.imap_port, security="starttls").fetched[
+        DAY.isoformat()] == 2
+    other = MessageStore(str(store.engine.url).replace("sync.sqlite", "plain.sqlite"))
+    assert sync(mail_user, other, [DAY], port=mail_user.server.imap_port, security="plain").fetched[
+        DAY.isoformat()] == 2
+
+
+def test_untrusted_certificate_and_unreachable_host_are_one_line_errors(mail_user, store) -> None:
+    with pytest.raises(AccountError) as untrusted:
+        sync(mail_user, store, [DAY], ca=False)
+    assert "certificate" in str(untrusted.value) and "--ca-file" in str(untrusted.value)
+    assert "\n" not in str(untrusted.value)
+    port = free_port()  # nothing listens there
+    with pytest.raises(AccountError, match=f"cannot connect to 127.0.0.1:{port}"):
+        sync(mail_user, store, [DAY], port=port)
+    with pytest.raises(AccountError, match="refused") as refused:
+        sync_account_days(account_for(mail_user), "wrong-" + mail_user.password, store, [DAY], None)
+    assert mail_user.password not in str(refused.value)
