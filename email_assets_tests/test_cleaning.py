@@ -49,8 +49,13 @@ def test_outlook_reply_blocks(block: str) -> None:
 
 @pytest.mark.parametrize(
     "signature",
-    ["-- \nAna Souza\nPlatform team", "Sent from my iPhone", "Envoyé de mon iPhone",
-     "Von meinem iPhone gesendet", "Enviado desde mi Android"],
+    [
+        "-- \nAna Souza\nPlatform team",
+        "Sent from my iPhone",
+        "Envoyé de mon iPhone",
+        "Von meinem iPhone gesendet",
+        "Enviado desde mi Android",
+    ],
 )
 def test_signatures(signature: str) -> None:
     cleaned = clean_email(f"{NEW}\n\n{signature}\n", None)
@@ -65,17 +70,24 @@ def test_interleaved_quotes_are_removed_and_kept_aside() -> None:
 
 
 def test_forwarded_content_is_kept_and_marked() -> None:
-    body = ("FYI\n\n---------- Forwarded message ---------\nFrom: Bob <bob@example.org>\n"
-            "Subject: outage\n\nThe disk filled up.\n")
+    body = (
+        "FYI\n\n---------- Forwarded message ---------\nFrom: Bob <bob@example.org>\n"
+        "Subject: outage\n\nThe disk filled up.\n"
+    )
     cleaned = clean_email(body, None)
-    assert cleaned.text == "FYI\n\n[Forwarded message]\nFrom: Bob <bob@example.org>\nSubject: outage\n\nThe disk filled up."
+    assert (
+        cleaned.text
+        == "FYI\n\n[Forwarded message]\nFrom: Bob <bob@example.org>\nSubject: outage\n\nThe disk filled up."
+    )
     assert cleaned.quoted_text == ""
 
 
 def test_html_becomes_text_without_style_script_or_tracking_pixels() -> None:
-    html = ("<html><head><style>.x{color:red}</style><script>track()</script></head><body>"
-            "<p>Hello&nbsp;<b>team</b>,</p><p>See <a href='https://t.example/?id=123'>the plan</a>.</p>"
-            "<img src='https://t.example/pixel.gif' width=1 height=1></body></html>")
+    html = (
+        "<html><head><style>.x{color:red}</style><script>track()</script></head><body>"
+        "<p>Hello&nbsp;<b>team</b>,</p><p>See <a href='https://t.example/?id=123'>the plan</a>.</p>"
+        "<img src='https://t.example/pixel.gif' width=1 height=1></body></html>"
+    )
     cleaned = clean_email(None, html)
     assert cleaned.source == "html"
     assert cleaned.text == "Hello team,\n\nSee the plan."

@@ -45,8 +45,13 @@ def test_parse_fetch_lines_handles_items_after_the_literal_and_flag_updates() ->
         b"Fetch completed.",
     ]
     [item] = parse_fetch_lines(lines)
-    assert item == {"uid": 5, "body": b"abcd", "size": 4,
-                    "internaldate": dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC), "flags": ("\\Seen",)}
+    assert item == {
+        "uid": 5,
+        "body": b"abcd",
+        "size": 4,
+        "internaldate": dt.datetime(2026, 11, 20, 10, tzinfo=dt.UTC),
+        "flags": ("\\Seen",),
+    }
 
 
 def test_keys_are_deterministic_and_scoped() -> None:
@@ -105,10 +110,21 @@ def test_retention_window() -> None:
 
 
 def test_core_modules_do_not_import_dagster() -> None:
-    core = ["email_assets.mail.imap", "email_assets.mail.sync", "email_assets.mail.parsing",
-            "email_assets.mail.cleaning", "email_assets.mail.chunking", "email_assets.mail.highwater",
-            "email_assets.pipeline", "email_assets.search", "email_assets.trace", "email_assets.storage.messages",
-            "email_assets.storage.accounts", "email_assets.storage.vectors", "email_assets.embedding"]
+    core = [
+        "email_assets.mail.imap",
+        "email_assets.mail.sync",
+        "email_assets.mail.parsing",
+        "email_assets.mail.cleaning",
+        "email_assets.mail.chunking",
+        "email_assets.mail.highwater",
+        "email_assets.pipeline",
+        "email_assets.search",
+        "email_assets.trace",
+        "email_assets.storage.messages",
+        "email_assets.storage.accounts",
+        "email_assets.storage.vectors",
+        "email_assets.embedding",
+    ]
     code = f"import sys\nfor m in {core!r}: __import__(m)\nprint('dagster' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

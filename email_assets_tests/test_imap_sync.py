@@ -28,13 +28,20 @@ def store(tmp_path: Path) -> MessageStore:
     return MessageStore(f"sqlite:///{tmp_path / 'sync.sqlite'}")
 
 
-def account_for(mail_user, port: int | None = None, security: str = "ssl", ca: bool = True,
-                folders: list[str] | None = None) -> Account:
+def account_for(
+    mail_user, port: int | None = None, security: str = "ssl", ca: bool = True, folders: list[str] | None = None
+) -> Account:
     server = mail_user.server
     return Account(
-        name="work", host=server.host, port=port or server.imaps_port, username=mail_user.name,
-        security=security, folders=folders or [], max_connections=2,
-        ca_file=str(server.ca_file) if ca else None, encrypted_secret=b"unused",
+        name="work",
+        host=server.host,
+        port=port or server.imaps_port,
+        username=mail_user.name,
+        security=security,
+        folders=folders or [],
+        max_connections=2,
+        ca_file=str(server.ca_file) if ca else None,
+        encrypted_secret=b"unused",
     )
 
 
@@ -53,10 +60,14 @@ def batch(count: int, day: dt.date, size: int = 0, prefix: str = "m") -> list[tu
 
 def test_day_partition_is_exact_in_utc_whatever_the_offset(mail_user, store) -> None:
     late = message("late", "late")  # 02:00 at +05:00 is 21:00 UTC the day before
-    mail_user.append([(late, dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=5)))),
-                      (message("early", "early"), utc(DAY, 0, 0)),
-                      (message("last", "last"), dt.datetime(2026, 11, 20, 23, 59, 59, tzinfo=dt.UTC)),
-                      (message("next", "next"), utc(DAY + dt.timedelta(days=1), 0, 0))])
+    mail_user.append(
+        [
+            (late, dt.datetime(2026, 11, 20, 2, 0, tzinfo=dt.timezone(dt.timedelta(hours=5)))),
+            (message("early", "early"), utc(DAY, 0, 0)),
+            (message("last", "last"), dt.datetime(2026, 11, 20, 23, 59, 59, tzinfo=dt.UTC)),
+            (message("next", "next"), utc(DAY + dt.timedelta(days=1), 0, 0)),
+        ]
+    )
     report = sync(mail_user, store, [DAY])
     assert report.fetched == {DAY.isoformat(): 2}
     assert {r["day"] for r in rows(store, raw_messages)} == {DAY.isoformat()}
@@ -101,7 +112,12 @@ def test_copy_in_two_folders_is_one_message_with_two_locations(mail_user, store)
     assert len(rows(store, raw_messages)) == 3
     locations = rows(store, message_locations)
     assert sorted((r["folder"], r["uid"]) for r in locations) == [
-        ("Archive", 1), ("Archive", 2), ("INBOX", 1), ("INBOX", 2), ("INBOX", 3)]
+        ("Archive", 1),
+        ("Archive", 2),
+        ("INBOX", 1),
+        ("INBOX", 2),
+        ("INBOX", 3),
+    ]
     keys = {}
     for location in locations:
         keys.setdefault(location["message_key"], set()).add(location["folder"])
@@ -146,11 +162,14 @@ def test_dropped_connection_mid_fetch_then_next_run_completes(mail_user, store) 
 
 def test_starttls_and_explicit_plain(mail_user, store) -> None:
     mail_user.append(batch(2, DAY))
-    assert sync(mail_user, store, [DAY], port=mail_user.server.imap_port, security="starttls").fetched[
-        DAY.isoformat()] == 2
+    assert (
+        sync(mail_user, store, [DAY], port=mail_user.server.imap_port, security="starttls").fetched[DAY.isoformat()]
+        == 2
+    )
     other = MessageStore(str(store.engine.url).replace("sync.sqlite", "plain.sqlite"))
-    assert sync(mail_user, other, [DAY], port=mail_user.server.imap_port, security="plain").fetched[
-        DAY.isoformat()] == 2
+    assert (
+        sync(mail_user, other, [DAY], port=mail_user.server.imap_port, security="plain").fetched[DAY.isoformat()] == 2
+    )
 
 
 def test_untrusted_certificate_and_unreachable_host_are_one_line_errors(mail_user, store) -> None:

@@ -23,11 +23,18 @@ def parse(path) -> object:
         ("mikel-mail/multi_charset/japanese_iso_2022.eml", "まみむめも", "raasdnil@gmail.com", "すみません。"),
         ("mikel-mail/multi_charset/japanese_shift_jis.eml", "test", "xxxxxxx@docomo.ne.jp", "あいうえお"),
         ("mikel-mail/multi_charset/ks_c_5601-1987.eml", "test", "from@example.com", "스티해"),
-        ("mikel-mail/error_emails/invalid_subject_characters.eml",
-         "Formação FrenetikPolis: Mega Campanha Final Verão | Cursos de Setembro", "info@formacaofrenetik.info",
-         "TEST"),
-        ("mikel-mail/error_emails/trademark_character_in_subject.eml", "GA.comô has a lead for you",
-         "j@yahoo-example.com", "Body Text"),
+        (
+            "mikel-mail/error_emails/invalid_subject_characters.eml",
+            "Formação FrenetikPolis: Mega Campanha Final Verão | Cursos de Setembro",
+            "info@formacaofrenetik.info",
+            "TEST",
+        ),
+        (
+            "mikel-mail/error_emails/trademark_character_in_subject.eml",
+            "GA.comô has a lead for you",
+            "j@yahoo-example.com",
+            "Body Text",
+        ),
     ],
 )
 def test_decoded_subjects_senders_and_bodies(fixture: str, subject: str, sender: str, text_start: str) -> None:
@@ -70,12 +77,18 @@ def test_rfc2231_attachment_filename() -> None:
     assert parsed.text_body.strip() == "see attached"
     [attachment] = parsed.attachments
     assert (attachment.filename, attachment.content_type, attachment.size, attachment.inline) == (
-        "Rechnung März.pdf", "application/pdf", 9, False)
+        "Rechnung März.pdf",
+        "application/pdf",
+        9,
+        False,
+    )
 
 
 def test_threading_headers() -> None:
-    raw = (b"Message-ID: < Abc@Example.COM >\r\nIn-Reply-To: <parent@x>\r\n"
-           b"References: <root@x> <parent@x>\r\nSubject: Re: t\r\n\r\nbody\r\n")
+    raw = (
+        b"Message-ID: < Abc@Example.COM >\r\nIn-Reply-To: <parent@x>\r\n"
+        b"References: <root@x> <parent@x>\r\nSubject: Re: t\r\n\r\nbody\r\n"
+    )
     parsed = parse_message(raw, INTERNALDATE)
     assert parsed.message_id == "Abc@Example.COM"
     assert parsed.in_reply_to == "parent@x"
