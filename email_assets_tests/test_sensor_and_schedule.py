@@ -1,0 +1,104 @@
+"""mailbox_highwater_sensor and email_sync_schedule against a real Dovecot and instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import dagster as dg
+
+from email_assets.definitions import RESOURCES
+from email_assets.defs.schedules import email_sync_schedule
+from email_assets.defs.sensors import mailbox_highwater_sensor
+from email_assets_tests.conftest import add_account, message, run_cli, utc
+
+DAY = dt.date(2026, 11, 20)
+
+
+def tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=RESOURCES)
+    return mailbox_highwater_sensor(context)
+
+
+def requested(result: dg.SensorResult) -> list[str]:
+    return sorted(str(request.partition_key) for request in result.run_requests)
+
+
+def test_sensor_requests_only_days_with_new_mail(mail_user, instance) -> None:
+    mail_user.append([(message("a", "a"), utc(DAY)), (message("b", "b"), utc(DAY + dt.timedelta(days=1)))])
+    assert add_account(mail_user, "work") == 0
+
+    first = tick(instance, None)
+    assert requested(first) == ["work|2026-11-20", "work|2026-11-21"]
+    cursor = json.loads(first.cursor)
+    assert cursor["work"]["INBOX"]["uidnext"] == 3
+    assert set(cursor["work"]) == {"INBOX", "Sent"}  # Junk and Trash are not synced by default
+
+    quiet = tick(instance, first.cursor)
+    assert quiet.run_requests == [] and json.loads(quiet.cursor) == cursor
+
+    mail_user.append([(message("c", "c"), utc(DAY + dt.timedelta(days=3)))])
+    later = tick(instance, first.cursor)
+    assert requested(later) == ["work|2026-11-23"]
+    again = tick(instance, first.cursor)  # a repeated tick asks for the same run: same run_key
+    assert [r.run_key for r in again.run_requests] == [r.run_key for r in later.run_requests]
+
+
+def test_uidvalidity_change_requests_resync_of_the_folder(mail_user, instance) -> None:
+    mail_user.append([(message("p", "p"), utc(DAY))], folder="Projects")
+    assert add_account(mail_user, "work", ["--folders", "Projects"]) == 0
+    first = tick(instance, None)
+    assert requested(first) == ["work|2026-11-20"]
+    client = mail_user.server.connect(mail_user.name)
+    client.delete("Projects")
+    client.logout()
+    mail_user.append(
+        [(message("p", "p"), utc(DAY)), (message("q", "q"), utc(DAY - dt.timedelta(days=5)))], folder="Projects"
+    )
+    resync = tick(instance, first.cursor)
+    assert requested(resync) == ["work|2026-11-15", "work|2026-11-20"]
+
+
+def test_sensor_survives_a_broken_account_and_registers_partitions(mail_user, instance, monkeypatch) -> None:
+    mail_user.append([(message("a", "a"), utc(DAY))])
+    assert add_account(mail_user, "work") == 0
+    monkeypatch.delenv("DAGSTER_HOME")  # as if added from a shell without DAGSTER_HOME
+    assert (
+        run_cli(
+            [
+                "accounts",
+                "add",
+                "broken",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "1",
+                "--username",
+                "x",
+                "--password-stdin",
+                "--no-verify",
+            ],
+            stdin="pw\n",
+        )
+        == 0
+    )
+    assert "broken" not in instance.get_dynamic_partitions("accounts")
+    result = tick(instance, None)
+    assert requested(result) == ["work|2026-11-20"]
+    assert "broken" not in json.loads(result.cursor)
+    [add_request] = result.dynamic_partitions_requests
+    assert list(add_request.partition_keys) == ["broken"]
+
+
+def test_schedule_requests_today_and_yesterday_for_every_account(instance) -> None:
+    instance.add_dynamic_partitions("accounts", ["home", "work"])
+    when = dt.datetime(2026, 11, 25, 14, 0, tzinfo=dt.UTC)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
+    requests = email_sync_schedule(context)
+    assert sorted(str(r.partition_key) for r in requests) == [
+        "home|2026-11-24",
+        "home|2026-11-25",
+        "work|2026-11-24",
+        "work|2026-11-25",
+    ]
+    assert len({r.run_key for r in requests}) == 4
