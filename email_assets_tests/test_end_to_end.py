@@ -212,3 +212,51 @@ def test_wrong_password_fails_only_that_partition_with_one_line(mail_user, insta
     assert listed["broken"]["consecutive_failures"] == 1
     assert "refused" in listed["broken"]["last_error"] or "certificate" in listed["broken"]["last_error"]
     assert listed["work"]["consecutive_failures"] == 0
+
+
+def _counts() -> dict[str, int]:
+    with engine_for(settings.database_url()).connect() as connection:
+        return {
+            table.name: connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            for table in (raw_messages, message_locations, parsed_emails, cleaned_texts, chunks)
+        }
+
+
+def test_expunged_mail_leaves_every_asset_and_chroma(mail_user, instance) -> None:
+    mail_user.append([(OUTAGE, utc(DAY, 9)), (LISBON, utc(DAY, 10))])
+    assert add_account(mail_user, "work") == 0
+    materialize_partitions(instance, "work", [DAY])
+    vectors = VectorStore(settings.chroma_location(), embedder_from_spec("local").model_name)
+    assert vectors.count() == 2
+    client = mail_user.server.connect(mail_user.name)
+    client.select("INBOX")
+    client.uid("STORE", "1", "+FLAGS", "(\\Deleted)")
+    client.expunge()
+    client.logout()
+    result = materialize_partitions(instance, "work", [DAY])[0]
+    metadata = _metadata(result)
+    assert metadata["raw_messages"]["removed"] == 1
+    assert metadata["email_embeddings"]["removed"] == 1
+    assert _counts() == {"raw_messages": 1, "message_locations": 1, "parsed_emails": 1, "cleaned_texts": 1, "chunks": 1}
+    [remaining] = vectors.collection.get(include=["documents"])["documents"]
+    assert "Lisbon" in remaining
+
+
+def test_retention_job_purges_tables_and_chroma(mail_user, instance, monkeypatch) -> None:
+    from email_assets.definitions import defs
+
+    today = dt.datetime.now(dt.UTC).date()
+    old_day = today - dt.timedelta(days=40)
+    mail_user.append([(OUTAGE, utc(old_day)), (LISBON, utc(today, 0, 5))])
+    assert add_account(mail_user, "work") == 0
+    materialize_partitions(instance, "work", [old_day, today])
+    assert _counts()["raw_messages"] == 2
+    monkeypatch.setenv("EMAIL_ASSETS_RETENTION_DAYS", "30")
+    result = defs.resolve_job_def("retention_job").execute_in_process(instance=instance)
+    assert result.success
+    assert _counts() == {"raw_messages": 1, "message_locations": 1, "parsed_emails": 1, "cleaned_texts": 1, "chunks": 1}
+    vectors = VectorStore(settings.chroma_location(), embedder_from_spec("local").model_name)
+    assert [m["day"] for m in vectors.collection.get(include=["metadatas"])["metadatas"]] == [today.isoformat()]
+    # A partition outside the window is not fetched again.
+    again = _metadata(materialize_partitions(instance, "work", [old_day])[0])
+    assert again["raw_messages"]["fetched"] == 0 and again["raw_messages"]["messages"] == 0
