@@ -21,7 +21,7 @@ from email_assets.mail.mailbox_names import decode_mailbox_name, encode_mailbox_
 
 SECURITY_MODES = ("ssl", "starttls", "plain")
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "plain": 143}
-FETCH_BATCH_SIZE = 50
+FETCH_BATCH_SIZE = 500
 EXCLUDED_SPECIAL_USE = {"\\Junk", "\\Trash"}
 
 _FETCH_START = re.compile(rb"^(\d+) FETCH \(")
@@ -151,6 +151,31 @@ def _first_line(response: aioimaplib.Response) -> str:
     return response.result
 
 
+class _LinearFetchCommand(aioimaplib.FetchCommand):
+    """aioimaplib's FetchCommand with a linear-time `wait_data`.
+
+    The original rescans every response line received so far, with a regex, for every
+    new line, which makes one FETCH quadratic in the messages it returns (a 2,000-message
+    FETCH runs ~5x slower per message than a 50-message one). This keeps the parenthesis
+    balance of the current message incrementally; same answer, one look per line.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self._scanned = 0
+        self._balance = 0
+
+    def wait_data(self) -> bool:
+        lines = self._resp_lines
+        for line in lines[self._scanned :]:
+            if type(line) is bytes:  # literals arrive as bytearray and never count
+                if self.FETCH_MESSAGE_DATA_RE.match(line):
+                    self._balance = 0
+                self._balance += line.count(b"(") - line.count(b")")
+        self._scanned = len(lines)
+        return self._balance != 0
+
+
 class ImapSession:
     """One authenticated IMAP connection. Use `async with connect(...) as session`."""
 
@@ -167,6 +192,13 @@ class ImapSession:
         if response.result != "OK":
             raise AccountError(f"{what} failed on {self._endpoint.describe()}: {_first_line(response)}")
         return response
+
+    async def _uid_fetch(self, uids: str, items: str) -> aioimaplib.Response:
+        protocol = self._client.protocol
+        command = _LinearFetchCommand(
+            protocol.new_tag(), uids, items, prefix="UID", loop=protocol.loop, timeout=self._endpoint.timeout
+        )
+        return await protocol.execute(command)
 
     async def list_folders(self) -> list[tuple[str, set[str]]]:
         """(decoded name, attribute flags) of every selectable folder."""
@@ -250,7 +282,7 @@ class ImapSession:
         for start in range(0, len(uids), 1000):
             batch = uids[start : start + 1000]
             response = await self._check(
-                await self._client.uid("fetch", uid_set(batch), "(UID INTERNALDATE RFC822.SIZE)"),
+                await self._uid_fetch(uid_set(batch), "(UID INTERNALDATE RFC822.SIZE)"),
                 "FETCH",
             )
             for item in parse_fetch_lines(response.lines):
@@ -265,7 +297,7 @@ class ImapSession:
         for start in range(0, len(uids), batch_size):
             batch = uids[start : start + batch_size]
             response = await self._check(
-                await self._client.uid("fetch", uid_set(batch), "(UID INTERNALDATE FLAGS RFC822.SIZE BODY.PEEK[])"),
+                await self._uid_fetch(uid_set(batch), "(UID INTERNALDATE FLAGS RFC822.SIZE BODY.PEEK[])"),
                 "FETCH",
             )
             fetched = []
