@@ -19,7 +19,7 @@ from email_assets.embedding import Embedder
 from email_assets.errors import AccountError
 from email_assets.mail.chunking import CHUNKER_VERSION, chunk_text
 from email_assets.mail.cleaning import CLEANER_VERSION, clean_email
-from email_assets.mail.imap import connect
+from email_assets.mail.imap import FETCH_BATCH_SIZE, connect
 from email_assets.mail.keys import chunk_id
 from email_assets.mail.parsing import PARSER_VERSION, parse_message
 from email_assets.mail.sync import SyncReport, sync_days
@@ -54,11 +54,12 @@ def sync_account_days(
     days: list[dt.date],
     run_id: str | None,
     progress: Callable[[str], None] = lambda _message: None,
+    batch_size: int = FETCH_BATCH_SIZE,
 ) -> SyncReport:
     async def run() -> SyncReport:
         async with connect(account.endpoint(), account.username, password) as session:
             folders = account.folders or await session.default_folders()
-            return await sync_days(session, store, account.name, folders, days, run_id, progress)
+            return await sync_days(session, store, account.name, folders, days, run_id, progress, batch_size)
 
     try:
         return asyncio.run(run())

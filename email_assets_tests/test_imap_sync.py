@@ -50,8 +50,10 @@ def rows(store: MessageStore, table: sa.Table) -> list[dict]:
         return [dict(row) for row in connection.execute(sa.select(table)).mappings()]
 
 
-def sync(mail_user, store: MessageStore, days: list[dt.date], **kwargs):
-    return sync_account_days(account_for(mail_user, **kwargs), mail_user.password, store, days, run_id="test-run")
+def sync(mail_user, store: MessageStore, days: list[dt.date], batch_size: int = 500, **kwargs):
+    return sync_account_days(
+        account_for(mail_user, **kwargs), mail_user.password, store, days, run_id="test-run", batch_size=batch_size
+    )
 
 
 def batch(count: int, day: dt.date, size: int = 0, prefix: str = "m") -> list[tuple[bytes, dt.datetime]]:
@@ -148,7 +150,7 @@ def test_dropped_connection_mid_fetch_then_next_run_completes(mail_user, store) 
     proxy = CuttingProxy(mail_user.server.imaps_port, cut_after=200_000)
     try:
         with pytest.raises(AccountError, match="IMAP session with"):
-            sync(mail_user, store, [DAY], port=proxy.port)
+            sync(mail_user, store, [DAY], port=proxy.port, batch_size=20)
     finally:
         proxy.close()
     partial = rows(store, raw_messages)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from email_assets.mail.imap import FetchedMessage, ImapSession
+from email_assets.mail.imap import FETCH_BATCH_SIZE, FetchedMessage, ImapSession
 
 
 class RawMessageSink(Protocol):
@@ -57,6 +57,7 @@ async def sync_days(
     days: list[dt.date],
     run_id: str | None = None,
     progress: Callable[[str], None] = lambda _message: None,
+    batch_size: int = FETCH_BATCH_SIZE,
 ) -> SyncReport:
     report = SyncReport()
     wanted = set(days)
@@ -80,7 +81,7 @@ async def sync_days(
             if day in wanted:
                 to_fetch.append(item.uid)
         progress(f"{folder}: {len(candidates)} in window, {len(to_fetch)} to fetch")
-        async for batch in session.fetch_messages(folder, status.uidvalidity, to_fetch):
+        async for batch in session.fetch_messages(folder, status.uidvalidity, to_fetch, batch_size):
             sink.save_fetched(account, batch, run_id)
             for message in batch:
                 day = utc_day(message.internaldate)
