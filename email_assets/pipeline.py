@@ -19,6 +19,7 @@ from email_assets.embedding import Embedder
 from email_assets.errors import AccountError
 from email_assets.mail.chunking import CHUNKER_VERSION, chunk_text
 from email_assets.mail.cleaning import CLEANER_VERSION, clean_email
+from email_assets.mail.fetch_stream import FetchStreamError
 from email_assets.mail.imap import FETCH_BATCH_SIZE, connect
 from email_assets.mail.keys import chunk_id
 from email_assets.mail.parsing import PARSER_VERSION, parse_message
@@ -63,7 +64,7 @@ def sync_account_days(
 
     try:
         return asyncio.run(run())
-    except (TimeoutError, aioimaplib.AioImapException, OSError) as error:
+    except (TimeoutError, aioimaplib.AioImapException, FetchStreamError, OSError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise AccountError(f"IMAP session with {account.endpoint().describe()} failed: {reason[:200]}") from None
 

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 import aioimaplib
 
 from email_assets.errors import AccountError
+from email_assets.mail.fetch_stream import stream_fetch
 from email_assets.mail.mailbox_names import decode_mailbox_name, encode_mailbox_name
 
 SECURITY_MODES = ("ssl", "starttls", "plain")
 DEFAULT_PORTS = {"ssl": 993, "starttls": 143, "plain": 143}
-FETCH_BATCH_SIZE = 500
+FETCH_BATCH_SIZE = 500  # messages per store transaction
+UIDS_PER_FETCH_COMMAND = 5000  # keeps the command line well under servers' 8-64 KB limits
 EXCLUDED_SPECIAL_USE = {"\\Junk", "\\Trash"}
 
 _FETCH_START = re.compile(rb"^(\d+) FETCH \(")
@@ -293,29 +295,34 @@ class ImapSession:
     async def fetch_messages(
         self, folder: str, uidvalidity: int, uids: Sequence[int], batch_size: int = FETCH_BATCH_SIZE
     ) -> AsyncIterator[list[FetchedMessage]]:
-        """Bodies exactly as served (BODY.PEEK[] leaves \\Seen alone), one batch at a time."""
-        for start in range(0, len(uids), batch_size):
-            batch = uids[start : start + batch_size]
-            response = await self._check(
-                await self._uid_fetch(uid_set(batch), "(UID INTERNALDATE FLAGS RFC822.SIZE BODY.PEEK[])"),
-                "FETCH",
+        """Bodies exactly as served (BODY.PEEK[] leaves \\Seen alone), `batch_size` at a time,
+        streamed from few large FETCH commands (see `fetch_stream`)."""
+        batch: list[FetchedMessage] = []
+        for start in range(0, len(uids), UIDS_PER_FETCH_COMMAND):
+            command = (
+                f"UID FETCH {uid_set(uids[start : start + UIDS_PER_FETCH_COMMAND])} "
+                "(UID INTERNALDATE FLAGS RFC822.SIZE BODY.PEEK[])"
             )
-            fetched = []
-            for item in parse_fetch_lines(response.lines):
-                if item.get("body") is None or "internaldate" not in item:
-                    continue
-                fetched.append(
-                    FetchedMessage(
-                        folder=folder,
-                        uidvalidity=uidvalidity,
-                        uid=item["uid"],
-                        internaldate=item["internaldate"],
-                        flags=item.get("flags", ()),
-                        size=item.get("size", len(item["body"])),
-                        raw=item["body"],
+            async for lines in stream_fetch(self._client.protocol, command, self._endpoint.timeout):
+                for item in parse_fetch_lines(lines):
+                    if item.get("body") is None or "internaldate" not in item:
+                        continue
+                    batch.append(
+                        FetchedMessage(
+                            folder=folder,
+                            uidvalidity=uidvalidity,
+                            uid=item["uid"],
+                            internaldate=item["internaldate"],
+                            flags=item.get("flags", ()),
+                            size=item.get("size", len(item["body"])),
+                            raw=item["body"],
+                        )
                     )
-                )
-            yield fetched
+                if len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
 
     async def logout(self) -> None:
         try:

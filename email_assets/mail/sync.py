@@ -9,6 +9,7 @@ UIDVALIDITY change) are dropped, and a message left with no location is deleted.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,7 +83,8 @@ async def sync_days(
                 to_fetch.append(item.uid)
         progress(f"{folder}: {len(candidates)} in window, {len(to_fetch)} to fetch")
         async for batch in session.fetch_messages(folder, status.uidvalidity, to_fetch, batch_size):
-            sink.save_fetched(account, batch, run_id)
+            # In a thread: the event loop keeps reading the next messages meanwhile.
+            await asyncio.to_thread(sink.save_fetched, account, batch, run_id)
             for message in batch:
                 day = utc_day(message.internaldate)
                 present[day].add((message.uidvalidity, message.uid))
