@@ -185,3 +185,20 @@ def test_untrusted_certificate_and_unreachable_host_are_one_line_errors(mail_use
     with pytest.raises(AccountError, match="refused") as refused:
         sync_account_days(account_for(mail_user), "wrong-" + mail_user.password, store, [DAY], None)
     assert mail_user.password not in str(refused.value)
+
+
+def test_range_sync_puts_each_message_on_its_utc_day(mail_user, store) -> None:
+    days = [DAY + dt.timedelta(days=offset) for offset in range(5)]
+    plus_five = dt.timezone(dt.timedelta(hours=5))
+    messages = [(message(f"mid {d}", "x"), utc(d, 12)) for d in days]
+    messages += [
+        (message("before range", "x"), utc(DAY - dt.timedelta(days=1), 23, 59)),
+        (message("after range", "x"), utc(days[-1] + dt.timedelta(days=1), 0, 1)),
+        (message("local next day", "x"), dt.datetime.combine(days[2], dt.time(2, 0), plus_five)),  # UTC: days[1]
+    ]
+    mail_user.append(messages)
+    report = sync(mail_user, store, days)
+    assert report.fetched == {d.isoformat(): 1 for d in days} | {days[1].isoformat(): 2}
+    by_day = sorted((r["day"], r["sha256"]) for r in rows(store, raw_messages))
+    assert [day for day, _ in by_day] == sorted([d.isoformat() for d in days] + [days[1].isoformat()])
+    assert sync(mail_user, store, days).fetched == {d.isoformat(): 0 for d in days}

@@ -20,8 +20,8 @@ _LITERAL = re.compile(rb"\{(\d+)\}\r\n")
 _COMPACT_AT = 1 << 20
 # Messages handed over but not yet taken: above this the socket stops being read, so a
 # slow store bounds memory instead of buffering a whole day.
-_PAUSE_ABOVE = 2000
-_RESUME_BELOW = 500
+_PAUSE_ABOVE = 64  # reads (of up to 256 KB each) waiting to be taken
+_RESUME_BELOW = 16
 
 
 class FetchStreamError(Exception):
@@ -40,11 +40,20 @@ class _Reader(asyncio.Protocol):
         self._header: bytes | None = None  # the text before the literal of the current message
         self._literal: bytes | None = None
         self._need = 0
+        self._completed = []
+        self._final: Exception | bool | None = None
+        self._final_sent = False
         self.done = False
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
+        self._completed: list[list] = []
         self._parse()
+        if self._completed:  # one hand-over per read, not per message
+            self._queue.put_nowait(self._completed)
+        if self._final is not None and not self._final_sent:
+            self._final_sent = True
+            self._queue.put_nowait(self._final)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._queue.put_nowait(FetchStreamError(f"connection lost ({exc or 'closed by server'})"))
@@ -78,9 +87,7 @@ class _Reader(asyncio.Protocol):
             if line.startswith(self._tag + b" "):
                 self.done = True
                 status = line[len(self._tag) + 1 :].strip()
-                self._queue.put_nowait(
-                    None if status.startswith(b"OK") else FetchStreamError(status.decode("utf-8", "replace"))
-                )
+                self._final = True if status.startswith(b"OK") else FetchStreamError(status.decode("utf-8", "replace"))
                 return
             if line.startswith(b"* ") and b" FETCH (" in line[:30]:
                 literal = _LITERAL.search(line)
@@ -89,11 +96,11 @@ class _Reader(asyncio.Protocol):
                     self._need = int(literal.group(1))
                     if self._need == 0:
                         self._literal = b""
-                else:  # a FETCH without a literal (e.g. a flag update): complete as it is
-                    self._queue.put_nowait([line[2:-2]])
+                else:  # a FETCH without a literal (dates only, or a flag update): complete as it is
+                    self._completed.append([line[2:-2]])
             return  # other untagged data (EXISTS, EXPUNGE...) does not concern this read
         # The line after a literal closes the message, possibly with more items first.
-        self._queue.put_nowait([self._header, bytearray(self._literal or b""), line[:-2]])
+        self._completed.append([self._header, bytearray(self._literal or b""), line[:-2]])
         self._header, self._literal = None, None
         if not self.paused and self._queue.qsize() > _PAUSE_ABOVE:
             self.paused = True
@@ -105,9 +112,9 @@ class _Reader(asyncio.Protocol):
             self._transport.resume_reading()
 
 
-async def stream_fetch(protocol, command: str, timeout: float) -> AsyncIterator[list]:  # noqa: ANN001
-    """Send `UID FETCH ...` on aioimaplib's connection and yield each message's lines
-    (the same shape aioimaplib returns) as soon as its literal is complete."""
+async def stream_fetch(protocol, command: str, timeout: float) -> AsyncIterator[list[list]]:  # noqa: ANN001
+    """Send `UID FETCH ...` on aioimaplib's connection and yield, per socket read, the
+    messages completed by it, each as lines of the shape aioimaplib returns."""
     transport = protocol.transport
     tag = protocol.new_tag()
     queue: asyncio.Queue = asyncio.Queue()
@@ -118,7 +125,7 @@ async def stream_fetch(protocol, command: str, timeout: float) -> AsyncIterator[
         while True:
             item = await asyncio.wait_for(queue.get(), timeout)
             reader.taken()
-            if item is None:
+            if item is True:
                 return
             if isinstance(item, Exception):
                 raise item

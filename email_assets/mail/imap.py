@@ -77,10 +77,25 @@ class FetchedMessage:
     raw: bytes
 
 
+MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+_MONTHS = {name.encode(): number for number, name in enumerate(MONTH_NAMES, 1)}
+
+
 def parse_internaldate(value: bytes | str) -> dt.datetime:
-    """IMAP date-time ("20-Nov-2026 10:00:00 +0000") as an aware UTC datetime."""
-    text = value.decode("ascii") if isinstance(value, bytes) else value
-    return dt.datetime.strptime(text.strip(), "%d-%b-%Y %H:%M:%S %z").astimezone(dt.UTC)
+    """IMAP date-time ("20-Nov-2026 10:00:00 +0000") as an aware UTC datetime.
+
+    Hand-parsed: strptime costs ~6 us and runs twice per message in a sync.
+    """
+    text = value.encode("ascii") if isinstance(value, str) else value
+    date_part, time_part, zone = text.strip().split(b" ")
+    day, month, year = date_part.split(b"-")
+    hour, minute, second = time_part.split(b":")
+    offset = int(zone[1:3]) * 60 + int(zone[3:5])
+    tz = dt.timezone(dt.timedelta(minutes=-offset if zone[:1] == b"-" else offset))
+    moment = dt.datetime(
+        int(year), _MONTHS[month.capitalize()], int(day), int(hour), int(minute), int(second), tzinfo=tz
+    )
+    return moment.astimezone(dt.UTC)
 
 
 def imap_date(day: dt.date) -> str:
@@ -153,31 +168,6 @@ def _first_line(response: aioimaplib.Response) -> str:
     return response.result
 
 
-class _LinearFetchCommand(aioimaplib.FetchCommand):
-    """aioimaplib's FetchCommand with a linear-time `wait_data`.
-
-    The original rescans every response line received so far, with a regex, for every
-    new line, which makes one FETCH quadratic in the messages it returns (a 2,000-message
-    FETCH runs ~5x slower per message than a 50-message one). This keeps the parenthesis
-    balance of the current message incrementally; same answer, one look per line.
-    """
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self._scanned = 0
-        self._balance = 0
-
-    def wait_data(self) -> bool:
-        lines = self._resp_lines
-        for line in lines[self._scanned :]:
-            if type(line) is bytes:  # literals arrive as bytearray and never count
-                if self.FETCH_MESSAGE_DATA_RE.match(line):
-                    self._balance = 0
-                self._balance += line.count(b"(") - line.count(b")")
-        self._scanned = len(lines)
-        return self._balance != 0
-
-
 class ImapSession:
     """One authenticated IMAP connection. Use `async with connect(...) as session`."""
 
@@ -194,13 +184,6 @@ class ImapSession:
         if response.result != "OK":
             raise AccountError(f"{what} failed on {self._endpoint.describe()}: {_first_line(response)}")
         return response
-
-    async def _uid_fetch(self, uids: str, items: str) -> aioimaplib.Response:
-        protocol = self._client.protocol
-        command = _LinearFetchCommand(
-            protocol.new_tag(), uids, items, prefix="UID", loop=protocol.loop, timeout=self._endpoint.timeout
-        )
-        return await protocol.execute(command)
 
     async def list_folders(self) -> list[tuple[str, set[str]]]:
         """(decoded name, attribute flags) of every selectable folder."""
@@ -279,17 +262,16 @@ class ImapSession:
         return sorted(uid for uid in uids if uid >= first_uid)
 
     async def message_dates(self, uids: Sequence[int]) -> list[MessageDate]:
-        """INTERNALDATE and size of the given UIDs, in batched FETCHes without bodies."""
+        """INTERNALDATE and size of the given UIDs, without bodies."""
         dates: list[MessageDate] = []
-        for start in range(0, len(uids), 1000):
-            batch = uids[start : start + 1000]
-            response = await self._check(
-                await self._uid_fetch(uid_set(batch), "(UID INTERNALDATE RFC822.SIZE)"),
-                "FETCH",
+        for start in range(0, len(uids), UIDS_PER_FETCH_COMMAND):
+            command = (
+                f"UID FETCH {uid_set(uids[start : start + UIDS_PER_FETCH_COMMAND])} (UID INTERNALDATE RFC822.SIZE)"
             )
-            for item in parse_fetch_lines(response.lines):
-                if "internaldate" in item:
-                    dates.append(MessageDate(item["uid"], item["internaldate"], item.get("size", 0)))
+            async for completed in stream_fetch(self._client.protocol, command, self._endpoint.timeout):
+                for item in parse_fetch_lines([line for lines in completed for line in lines]):
+                    if "internaldate" in item:
+                        dates.append(MessageDate(item["uid"], item["internaldate"], item.get("size", 0)))
         return dates
 
     async def fetch_messages(
@@ -303,8 +285,8 @@ class ImapSession:
                 f"UID FETCH {uid_set(uids[start : start + UIDS_PER_FETCH_COMMAND])} "
                 "(UID INTERNALDATE FLAGS RFC822.SIZE BODY.PEEK[])"
             )
-            async for lines in stream_fetch(self._client.protocol, command, self._endpoint.timeout):
-                for item in parse_fetch_lines(lines):
+            async for completed in stream_fetch(self._client.protocol, command, self._endpoint.timeout):
+                for item in parse_fetch_lines([line for lines in completed for line in lines]):
                     if item.get("body") is None or "internaldate" not in item:
                         continue
                     batch.append(

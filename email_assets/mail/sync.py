@@ -63,31 +63,38 @@ async def sync_days(
     report = SyncReport()
     wanted = set(days)
     first, last = min(days), max(days)
+    one_day = dt.timedelta(days=1)
+    # A server-local date lies within a day of the UTC date, so a message the server dates
+    # strictly inside a contiguous range is surely wanted: only the edges need INTERNALDATEs.
+    contiguous = len(wanted) == (last - first).days + 1
     for day in days:
         for counter in (report.fetched, report.bytes, report.on_server, report.failures, report.removed):
             report.add(counter, day, 0)
     for folder in folders:
         status = await session.examine(folder)
-        candidates = await session.search_uids(first - dt.timedelta(days=1), last + dt.timedelta(days=2))
+        candidates = await session.search_uids(first - one_day, last + 2 * one_day)
         known = sink.known_uid_days(account, folder, status.uidvalidity, candidates)
-        unknown = [uid for uid in candidates if uid not in known]
-        dates = await session.message_dates(unknown) if unknown else []
+        inner = set(await session.search_uids(first + one_day, last)) if contiguous and len(days) >= 3 else set()
+        inner_new = [uid for uid in candidates if uid in inner and uid not in known]
+        edge = [uid for uid in candidates if uid not in known and uid not in inner]
+        dates = await session.message_dates(edge) if edge else []
         present: dict[dt.date, set[tuple[int, int]]] = {day: set() for day in days}
         for uid, day in known.items():
             if day in wanted:
                 present[day].add((status.uidvalidity, uid))
-        to_fetch: list[int] = []
+        to_fetch: list[int] = inner_new
         for item in dates:
             day = utc_day(item.internaldate)
             if day in wanted:
                 to_fetch.append(item.uid)
+        to_fetch.sort()
         progress(f"{folder}: {len(candidates)} in window, {len(to_fetch)} to fetch")
         async for batch in session.fetch_messages(folder, status.uidvalidity, to_fetch, batch_size):
             # In a thread: the event loop keeps reading the next messages meanwhile.
             await asyncio.to_thread(sink.save_fetched, account, batch, run_id)
             for message in batch:
                 day = utc_day(message.internaldate)
-                present[day].add((message.uidvalidity, message.uid))
+                present.setdefault(day, set()).add((message.uidvalidity, message.uid))
                 report.add(report.fetched, day, 1)
                 report.add(report.bytes, day, len(message.raw))
         received = {uid for day_set in present.values() for _, uid in day_set}
