@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import aioimaplib
+import sqlalchemy as sa
 
 from email_assets.embedding import Embedder
 from email_assets.errors import AccountError
@@ -24,12 +25,14 @@ from email_assets.mail.imap import FETCH_BATCH_SIZE, connect
 from email_assets.mail.keys import chunk_id
 from email_assets.mail.parsing import PARSER_VERSION, parse_message
 from email_assets.mail.sync import SyncReport, sync_days
+from email_assets.parallel import CoreMap
 from email_assets.storage.accounts import Account
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails, raw_messages
 from email_assets.storage.vectors import VectorStore
 
 WRITE_BATCH = 200
+WORK_WINDOW = 2000
 
 
 @dataclass
@@ -69,6 +72,55 @@ def sync_account_days(
         raise AccountError(f"IMAP session with {account.endpoint().describe()} failed: {reason[:200]}") from None
 
 
+def _parse_row(item: tuple[str, str, bytes, dt.datetime]) -> dict[str, Any]:
+    key, sha256, raw, internaldate = item
+    row = parse_message(raw, internaldate).as_row()
+    row.update(message_key=key, raw_sha256=sha256, code_version=PARSER_VERSION)
+    return row
+
+
+def _clean_row(item: tuple[str, str | None, str | None, str]) -> dict[str, Any]:
+    key, text_body, html_body, upstream_version = item
+    try:
+        result = clean_email(text_body, html_body)
+        row = {
+            "source": result.source,
+            "text": result.text,
+            "quoted_text": result.quoted_text,
+            "signature_text": result.signature_text,
+            "removed": result.removed,
+        }
+    except Exception as error:  # noqa: BLE001 - recorded per message, counted as a failure
+        row = {
+            "source": "error",
+            "text": "",
+            "quoted_text": "",
+            "signature_text": "",
+            "removed": {"error": f"{type(error).__name__}: {str(error)[:200]}"},
+        }
+    row.update(message_key=key, upstream_version=upstream_version, code_version=CLEANER_VERSION)
+    return row
+
+
+def _windows(items: Iterator[Any], size: int = WORK_WINDOW) -> Iterator[list[Any]]:
+    """Bounded slices of a stream: a big day is processed, and held, a window at a time."""
+    window: list[Any] = []
+    for item in items:
+        window.append(item)
+        if len(window) >= size:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def _write(store: MessageStore, table: sa.Table, rows: list[dict[str, Any]], **common: Any) -> None:
+    for row in rows:
+        row.update(common)
+    for start in range(0, len(rows), WRITE_BATCH):
+        store.write_rows(table, rows[start : start + WRITE_BATCH])
+
+
 def parse_partition(store: MessageStore, account: str, day: str, run_id: str | None) -> StepReport:
     report = StepReport()
     raw_keys = store.raw_summary(account, day)
@@ -76,31 +128,20 @@ def parse_partition(store: MessageStore, account: str, day: str, run_id: str | N
     stale = {key for key in raw_keys if parsed_versions.get(key) != PARSER_VERSION}
     report.reused = len(raw_keys) - len(stale)
     report.removed = store.delete_messages(parsed_emails, set(parsed_versions) - set(raw_keys))
-    batch: list[dict[str, Any]] = []
-    for raw in store.raw_in_partition(account, day):
-        if raw["message_key"] not in stale:
-            continue
-        parsed = parse_message(raw["raw"], raw["internaldate"])
-        row = parsed.as_row()
-        row.update(
-            message_key=raw["message_key"],
-            account=account,
-            day=day,
-            raw_sha256=raw["sha256"],
-            code_version=PARSER_VERSION,
-            run_id=run_id,
-        )
-        batch.append(row)
-        if len(batch) >= WRITE_BATCH:
-            store.write_rows(parsed_emails, batch)
-            report.processed += len(batch)
-            batch = []
-    store.write_rows(parsed_emails, batch)
-    report.processed += len(batch)
+    work = (
+        (raw["message_key"], raw["sha256"], raw["raw"], raw["internaldate"])
+        for raw in store.raw_in_partition(account, day)
+        if raw["message_key"] in stale
+    )
+    with CoreMap() as cores:
+        for window in _windows(work):
+            rows = cores.map(_parse_row, window)
+            _write(store, parsed_emails, rows, account=account, day=day, run_id=run_id)
+            report.processed += len(rows)
     report.messages = store.count(parsed_emails, account, day)
     report.failures = store.count(parsed_emails, account, day, parsed_emails.c.parse_error.is_not(None))
-    report.extra["with_defects"] = sum(
-        1 for row in store.rows_in_partition(parsed_emails, account, day) if row["defects"]
+    report.extra["with_defects"] = store.count(
+        parsed_emails, account, day, sa.cast(parsed_emails.c.defects, sa.String) != "[]"
     )
     return report
 
@@ -108,47 +149,19 @@ def parse_partition(store: MessageStore, account: str, day: str, run_id: str | N
 def clean_partition(store: MessageStore, account: str, day: str, run_id: str | None) -> StepReport:
     report = StepReport()
     upstream = store.versions_in_partition(parsed_emails, "code_version", account, day)
-    cleaned = {
-        row["message_key"]: (row["code_version"], row["upstream_version"])
-        for row in store.rows_in_partition(cleaned_texts, account, day)
-    }
+    cleaned = store.versions_in_partition(cleaned_texts, ("code_version", "upstream_version"), account, day)
     stale = {key for key, version in upstream.items() if cleaned.get(key) != (CLEANER_VERSION, version)}
     report.reused = len(upstream) - len(stale)
     report.removed = store.delete_messages(cleaned_texts, set(cleaned) - set(upstream))
-    batch: list[dict[str, Any]] = []
-    for parsed in store.rows_in_partition(parsed_emails, account, day, keys=stale):
-        try:
-            result = clean_email(parsed["text_body"], parsed["html_body"])
-            row = {
-                "source": result.source,
-                "text": result.text,
-                "quoted_text": result.quoted_text,
-                "signature_text": result.signature_text,
-                "removed": result.removed,
-            }
-        except Exception as error:  # noqa: BLE001 - recorded per message, counted as a failure
-            row = {
-                "source": "error",
-                "text": "",
-                "quoted_text": "",
-                "signature_text": "",
-                "removed": {"error": f"{type(error).__name__}: {str(error)[:200]}"},
-            }
-        row.update(
-            message_key=parsed["message_key"],
-            account=account,
-            day=day,
-            upstream_version=parsed["code_version"],
-            code_version=CLEANER_VERSION,
-            run_id=run_id,
-        )
-        batch.append(row)
-        if len(batch) >= WRITE_BATCH:
-            store.write_rows(cleaned_texts, batch)
-            report.processed += len(batch)
-            batch = []
-    store.write_rows(cleaned_texts, batch)
-    report.processed += len(batch)
+    work = (
+        (row["message_key"], row["text_body"], row["html_body"], row["code_version"])
+        for row in store.rows_in_partition(parsed_emails, account, day, keys=stale)
+    )
+    with CoreMap() as cores:
+        for window in _windows(work):
+            rows = cores.map(_clean_row, window)
+            _write(store, cleaned_texts, rows, account=account, day=day, run_id=run_id)
+            report.processed += len(rows)
     report.messages = store.count(cleaned_texts, account, day)
     report.failures = store.count(cleaned_texts, account, day, cleaned_texts.c.source == "error")
     report.extra["empty"] = store.count(cleaned_texts, account, day, cleaned_texts.c.text == "")

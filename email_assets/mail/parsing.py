@@ -1,6 +1,6 @@
 """Raw RFC 822 bytes -> decoded fields, bodies, attachment metadata and defects.
 
-Driven by the stdlib `email` package with `policy.default`. Real mail breaks every rule,
+Driven by the stdlib `email` package (compat32 parsing, headers decoded field by field). Real mail breaks every rule,
 so each field is extracted on its own: a header that cannot be decoded becomes a defect
 and a best-effort value, never an exception that loses the rest of the message.
 """
@@ -12,12 +12,11 @@ import email
 import email.utils
 import re
 from dataclasses import asdict, dataclass, field
-from email import policy
 from email.header import decode_header, make_header
-from email.message import EmailMessage, Message
+from email.message import Message
 from typing import Any
 
-PARSER_VERSION = "parse-1"
+PARSER_VERSION = "parse-2"
 
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _MAX_NESTING = 50
@@ -128,74 +127,75 @@ def decode_bytes(payload: bytes, declared: str | None, defects: list[str], where
         return payload.decode("cp1252", errors="replace")
 
 
-def _header(message: Message, name: str, defects: list[str]) -> str | None:
-    """A header's decoded text; malformed encoded-words fall back to a lenient decode."""
-    try:
-        value = message.get(name)
-    except Exception as error:  # noqa: BLE001 - the policy's header parser can raise anything
-        defects.append(f"{name}: {type(error).__name__}")
-        value = None
-        raw = None
-        for key, raw_value in message.raw_items():
-            if key.lower() == name.lower():
-                raw = raw_value
-                break
-        if raw is None:
-            return None
+def _raw_header(message: Message, name: str) -> str | None:
+    """The first such header as received (8-bit bytes surrogate-escaped, not yet decoded).
+
+    `Message.get` would wrap 8-bit values in a Header that replaces them with U+FFFD.
+    """
+    first = getattr(message, "_email_assets_raw", None)
+    if first is None:
+        first = {}
+        for key, value in message.raw_items():
+            first.setdefault(key.lower(), value)
+        message._email_assets_raw = first  # type: ignore[attr-defined]
+    value = first.get(name.lower())
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def decode_header_text(value: str, defects: list[str], name: str) -> str:
+    """RFC 2047 words decoded; raw 8-bit bytes read as UTF-8, else windows-1252."""
+    if _has_surrogates(value):
+        data = value.encode("ascii", "surrogateescape")
         try:
-            return str(make_header(decode_header(str(raw))))
-        except Exception:  # noqa: BLE001
-            return str(raw)
-    if value is None:
-        return None
-    text = str(value)
-    if "\ufffd" in text:
-        text = _undeclared_8bit_header(message, name) or text
-    for defect in getattr(value, "defects", ()):
-        defects.append(f"{name}: {type(defect).__name__}")
-    return text.replace("\r", "").replace("\n", " ").strip()
+            value = data.decode("utf-8")
+        except UnicodeDecodeError:
+            value = data.decode("cp1252", errors="replace")
+        defects.append(f"{name}: undeclared 8-bit characters")
+    if "=?" in value:
+        try:
+            value = str(make_header(decode_header(value)))
+        except Exception as error:  # noqa: BLE001 - malformed encoded-words: keep the text as it is
+            defects.append(f"{name}: undecodable encoded-word ({type(error).__name__})")
+    return " ".join(value.split())
 
 
-def _undeclared_8bit_header(message: Message, name: str) -> str | None:
-    """Raw 8-bit bytes in a header (no RFC 2047): UTF-8 if valid, else windows-1252."""
-    raw = next((value for key, value in message.raw_items() if key.lower() == name.lower()), None)
-    if not isinstance(raw, str):
-        return None
-    data = raw.encode("ascii", "surrogateescape")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="replace")
-    return " ".join(text.split())
+def _has_surrogates(value: str) -> bool:
+    return not value.isascii() and any("\udc80" <= char <= "\udcff" for char in value)
+
+
+def _header(message: Message, name: str, defects: list[str]) -> str | None:
+    raw = _raw_header(message, name)
+    return None if raw is None else decode_header_text(raw, defects, name)
 
 
 def _addresses(message: Message, name: str, defects: list[str]) -> list[dict[str, str]]:
-    try:
-        header = message.get(name)
-        if header is None:
-            return []
-        found = []
-        for address in getattr(header, "addresses", ()):
-            found.append({"name": address.display_name or "", "address": address.addr_spec or ""})
-        if not found and str(header).strip():
-            for display, addr in email.utils.getaddresses([str(header)]):
-                found.append({"name": display, "address": addr})
-        return found
-    except Exception as error:  # noqa: BLE001
-        defects.append(f"{name}: {type(error).__name__}")
-        raw = next((v for k, v in message.raw_items() if k.lower() == name.lower()), "")
-        return [{"name": d, "address": a} for d, a in email.utils.getaddresses([str(raw)]) if a or d]
+    """Split first, decode each display name after: an encoded name may contain commas."""
+    raw = _raw_header(message, name)
+    if raw is None:
+        return []
+    found = []
+    for display, address in email.utils.getaddresses([raw]):
+        if not (display or address):
+            continue
+        found.append(
+            {
+                "name": decode_header_text(display, defects, name) if display else "",
+                "address": decode_header_text(address, defects, name) if address else "",
+            }
+        )
+    return found
 
 
 def _date(message: Message, internaldate: dt.datetime, defects: list[str]) -> tuple[dt.datetime, str]:
-    try:
-        header = message.get("date")
-        moment = getattr(header, "datetime", None) if header is not None else None
-    except Exception as error:  # noqa: BLE001
-        defects.append(f"Date: {type(error).__name__}")
-        moment = None
+    raw = _raw_header(message, "Date")
+    moment = None
+    if raw is not None and raw.strip():
+        try:
+            moment = email.utils.parsedate_to_datetime(decode_header_text(raw, defects, "Date"))
+        except (TypeError, ValueError, IndexError, OverflowError):
+            moment = None
     if moment is None:
-        if message.get("date") is not None:
+        if raw is not None:
             defects.append("Date: unparseable, using INTERNALDATE")
         return internaldate.astimezone(dt.UTC), "internaldate"
     if moment.tzinfo is None:
@@ -300,7 +300,9 @@ def parse_message(raw: bytes, internaldate: dt.datetime) -> ParsedEmail:
     """Never raises: a message that cannot be parsed at all comes back with `parse_error`."""
     parsed = ParsedEmail()
     try:
-        message: EmailMessage = email.message_from_bytes(raw, policy=policy.default)  # type: ignore[assignment]
+        # compat32: the structure walk costs a fraction of policy.default's, whose header
+        # objects re-parse Content-Type on every call; headers are decoded above, by hand.
+        message = email.message_from_bytes(raw)
         for defect in message.defects:
             parsed.defects.append(type(defect).__name__)
         parsed.message_id = normalize_message_id(_header(message, "Message-ID", parsed.defects))

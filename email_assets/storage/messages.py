@@ -208,14 +208,20 @@ class MessageStore:
 
     # --- derived tables -----------------------------------------------------------------
 
-    def versions_in_partition(self, table: sa.Table, version_column: str, account: str, day: str) -> dict[str, str]:
+    def versions_in_partition(
+        self, table: sa.Table, version_columns: str | tuple[str, ...], account: str, day: str
+    ) -> dict[str, Any]:
+        """message_key -> version (or tuple of versions): what a step needs to skip work."""
+        names = (version_columns,) if isinstance(version_columns, str) else version_columns
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(table.c.message_key, table.c[version_column]).where(
+                sa.select(table.c.message_key, *(table.c[name] for name in names)).where(
                     table.c.account == account, table.c.day == day
                 )
             )
-            return dict(rows.all())
+            if isinstance(version_columns, str):
+                return {row[0]: row[1] for row in rows}
+            return {row[0]: tuple(row[1:]) for row in rows}
 
     def rows_in_partition(
         self, table: sa.Table, account: str, day: str, keys: Iterable[str] | None = None

@@ -1,0 +1,49 @@
+"""Parsing and cleaning on worker processes give exactly the rows of the in-process path."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from email_assets import parallel
+from email_assets.mail.imap import FetchedMessage
+from email_assets.pipeline import clean_partition, parse_partition
+from email_assets.storage.messages import MessageStore
+from email_assets.storage.tables import cleaned_texts, parsed_emails
+from email_assets_tests.real_mail import all_real_messages
+
+DAY = dt.datetime(2026, 11, 20, 9, tzinfo=dt.UTC)
+
+
+def _store_with_real_mail(path: Path) -> MessageStore:
+    store = MessageStore(f"sqlite:///{path}")
+    messages = [
+        FetchedMessage("INBOX", 7, uid, DAY, (), len(raw), raw)
+        for uid, raw in enumerate((p.read_bytes() for p in all_real_messages()), start=1)
+    ]
+    store.save_fetched("real", messages, None)
+    return store
+
+
+def _rows(store: MessageStore, table: sa.Table) -> list[dict]:
+    with store.engine.connect() as connection:
+        rows = connection.execute(sa.select(table).order_by(table.c.message_key)).mappings()
+        return [{k: v for k, v in row.items() if k != "run_id"} for row in rows]
+
+
+def test_worker_processes_match_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    serial = _store_with_real_mail(tmp_path / "serial.sqlite")
+    parse_partition(serial, "real", "2026-11-20", None)
+    clean_partition(serial, "real", "2026-11-20", None)
+
+    monkeypatch.setattr(parallel, "MIN_ITEMS_FOR_WORKERS", 2)
+    pooled = _store_with_real_mail(tmp_path / "pooled.sqlite")
+    report = parse_partition(pooled, "real", "2026-11-20", None)
+    assert report.processed == report.messages > 150 and report.failures == 0
+    clean_partition(pooled, "real", "2026-11-20", None)
+
+    assert _rows(pooled, parsed_emails) == _rows(serial, parsed_emails)
+    assert _rows(pooled, cleaned_texts) == _rows(serial, cleaned_texts)
