@@ -34,6 +34,10 @@ def _prepare_environment() -> None:
         from email_assets.credentials import generate_key
 
         os.environ["EMAIL_ASSETS_FERNET_KEYS"] = generate_key()
+    # Kept (owner-only) so `dagster dev` on the demo data can decrypt the demo account.
+    key_file = DEMO_DIR / "fernet.key"
+    key_file.write_text(os.environ["EMAIL_ASSETS_FERNET_KEYS"])
+    key_file.chmod(0o600)
 
 
 def main() -> int:
@@ -90,7 +94,10 @@ def main() -> int:
     print(f"\nAll four assets materialized for {DAYS} partitions in {time.monotonic() - started:.1f}s.")
     print(f'\n$ email-assets search "{QUERY}" -k 3')
     code = cli.main(["search", QUERY, "-k", "3"])
-    print(f"\nTo explore: DAGSTER_HOME={DEMO_DIR / 'dagster_home'} EMAIL_ASSETS_DATA_DIR={DEMO_DIR} dagster dev")
+    print(
+        f"\nTo explore: DAGSTER_HOME={DEMO_DIR / 'dagster_home'} EMAIL_ASSETS_DATA_DIR={DEMO_DIR} "
+        f"EMAIL_ASSETS_FERNET_KEYS=$(cat {DEMO_DIR / 'fernet.key'}) .venv/bin/dagster dev"
+    )
     return code
 
 
