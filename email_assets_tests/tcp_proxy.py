@@ -11,12 +11,12 @@ class CuttingProxy:
     """Forwards 127.0.0.1:port to a target; each connection is cut once the server has sent
     `cut_after` bytes (None: never). Bounded: stops with `close()`."""
 
-    def __init__(self, target_port: int, cut_after: int | None = None) -> None:
+    def __init__(self, target_port: int, cut_after: int | None = None, port: int = 0) -> None:
         self.target_port = target_port
         self.cut_after = cut_after
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", 0))
+        self._listener.bind(("127.0.0.1", port))
         self._listener.listen(8)
         self.port = self._listener.getsockname()[1]
         self._closed = False

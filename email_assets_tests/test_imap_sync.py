@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 
 from email_assets.demo.dovecot import free_port
 from email_assets.errors import AccountError
+from email_assets.mail.imap import is_connection_limit
 from email_assets.mail.keys import content_sha256
 from email_assets.pipeline import sync_account_days
 from email_assets.storage.accounts import Account
@@ -180,7 +182,7 @@ def test_untrusted_certificate_and_unreachable_host_are_one_line_errors(mail_use
     assert "certificate" in str(untrusted.value) and "--ca-file" in str(untrusted.value)
     assert "\n" not in str(untrusted.value)
     port = free_port()  # nothing listens there
-    with pytest.raises(AccountError, match=f"cannot connect to 127.0.0.1:{port}"):
+    with pytest.raises(AccountError, match=f"cannot connect to 127.0.0.1:{port} after 4 attempts"):
         sync(mail_user, store, [DAY], port=port)
     with pytest.raises(AccountError, match="refused") as refused:
         sync_account_days(account_for(mail_user), "wrong-" + mail_user.password, store, [DAY], None)
@@ -202,3 +204,33 @@ def test_range_sync_puts_each_message_on_its_utc_day(mail_user, store) -> None:
     by_day = sorted((r["day"], r["sha256"]) for r in rows(store, raw_messages))
     assert [day for day, _ in by_day] == sorted([d.isoformat() for d in days] + [days[1].isoformat()])
     assert sync(mail_user, store, days).fetched == {d.isoformat(): 0 for d in days}
+
+
+def test_connect_backs_off_until_the_server_answers(mail_user, store) -> None:
+    """Connection refused at first (server restarting): retried with backoff, then synced."""
+    mail_user.append(batch(3, DAY))
+    port = free_port()
+    proxies: list[CuttingProxy] = []
+    opener = threading.Timer(0.4, lambda: proxies.append(CuttingProxy(mail_user.server.imaps_port, port=port)))
+    opener.start()
+    try:
+        assert sync(mail_user, store, [DAY], port=port).fetched[DAY.isoformat()] == 3
+    finally:
+        opener.join()
+        for proxy in proxies:
+            proxy.close()
+
+
+def test_server_restart_between_runs(mail_user, store) -> None:
+    mail_user.append(batch(2, DAY))
+    sync(mail_user, store, [DAY])
+    mail_user.server.restart()
+    mail_user.append(batch(3, DAY, prefix="after"))
+    report = sync(mail_user, store, [DAY])
+    assert report.fetched[DAY.isoformat()] == 3 and len(rows(store, raw_messages)) == 5
+
+
+def test_connection_limit_answers_are_recognised() -> None:
+    assert is_connection_limit("[LIMIT] Too many connections from your IP")
+    assert is_connection_limit("Maximum number of connections from user+IP exceeded (mail_max_userip_connections=1)")
+    assert not is_connection_limit("[AUTHENTICATIONFAILED] Authentication failed.")

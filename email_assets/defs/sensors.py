@@ -29,7 +29,8 @@ STATUS_TIMEOUT_SECONDS = 10
 
 
 async def _account_change(account: Account, password: str, previous: dict) -> HighwaterChange:
-    async with connect(account.endpoint(timeout=STATUS_TIMEOUT_SECONDS), account.username, password) as session:
+    endpoint = account.endpoint(timeout=STATUS_TIMEOUT_SECONDS)
+    async with connect(endpoint, account.username, password, attempts=1) as session:  # next tick retries
         folders = account.folders or await session.default_folders()
         return await detect_new_mail(session, folders, previous)
 

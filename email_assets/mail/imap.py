@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import random
 import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -317,19 +318,50 @@ class ImapSession:
                 transport.close()
 
 
-class connect:  # noqa: N801 - used as `async with connect(...)`, like a function
-    """Open, secure and authenticate a session; always log out on exit."""
+class _RetryableError(Exception):
+    """A failure worth another try after a pause: refused/reset connection, connection limit."""
 
-    def __init__(self, endpoint: ImapEndpoint, username: str, password: str) -> None:
+
+def is_connection_limit(text: str) -> bool:
+    """Providers say "too many connections" in several ways (RFC 5530 [LIMIT], Gmail, Dovecot)."""
+    lowered = text.lower()
+    return "[limit]" in lowered or "too many" in lowered or "maximum number of connections" in lowered
+
+
+class connect:  # noqa: N801 - used as `async with connect(...)`, like a function
+    """Open, secure and authenticate a session; always log out on exit.
+
+    Refused or reset connections and "too many connections" answers are retried with
+    exponential backoff and full jitter (`attempts` in all); a bad password, an untrusted
+    certificate or a timeout is reported at once, in one line.
+    """
+
+    def __init__(
+        self, endpoint: ImapEndpoint, username: str, password: str, attempts: int = 4, backoff: float = 0.5
+    ) -> None:
         self._endpoint = endpoint
         self._username = username
         self._password = password
+        self._attempts = attempts
+        self._backoff = backoff
         self._session: ImapSession | None = None
 
     async def __aenter__(self) -> ImapSession:
+        if self._endpoint.security not in SECURITY_MODES:
+            raise AccountError(f"unknown security mode {self._endpoint.security!r}: use ssl, starttls or plain")
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await self._open()
+            except _RetryableError as error:
+                if attempt == self._attempts:
+                    raise AccountError(
+                        f"cannot connect to {self._endpoint.describe()} after {attempt} attempts: {error}"
+                    ) from None
+                await asyncio.sleep(random.uniform(0, self._backoff * 2 ** (attempt - 1)))
+        raise AssertionError("unreachable")
+
+    async def _open(self) -> ImapSession:
         endpoint = self._endpoint
-        if endpoint.security not in SECURITY_MODES:
-            raise AccountError(f"unknown security mode {endpoint.security!r}: use ssl, starttls or plain")
         try:
             if endpoint.security == "ssl":
                 client = aioimaplib.IMAP4_SSL(
@@ -350,22 +382,25 @@ class connect:  # noqa: N801 - used as `async with connect(...)`, like a functio
                 f"TLS certificate of {endpoint.describe()} is not trusted ({error.verify_message}): "
                 "fix the server certificate or pass --ca-file"
             ) from None
+        except (ConnectionRefusedError, ConnectionResetError) as error:
+            await self._close()
+            raise _RetryableError(error.strerror or type(error).__name__) from None
         except (TimeoutError, OSError, aioimaplib.AioImapException) as error:
             await self._close()
-            reason = (
-                type(error).__name__ if isinstance(error, asyncio.TimeoutError) else str(error) or type(error).__name__
-            )
+            reason = type(error).__name__ if isinstance(error, TimeoutError) else str(error) or type(error).__name__
             raise AccountError(f"cannot connect to {endpoint.describe()}: {reason}") from None
         if response.result != "OK":
             await self._close()
-            raise AccountError(
-                f"login as {self._username} on {endpoint.describe()} was refused: {_first_line(response)}"
-            )
+            answer = _first_line(response)
+            if is_connection_limit(answer):
+                raise _RetryableError(answer)
+            raise AccountError(f"login as {self._username} on {endpoint.describe()} was refused: {answer}")
         return session
 
     async def _close(self) -> None:
         if self._session is not None:
             await self._session.logout()
+            self._session = None
 
     async def __aexit__(self, *exc: object) -> None:
         await self._close()
