@@ -80,7 +80,8 @@ def run_cli(args: list[str], stdin: str = "") -> int:
         sys.stdin = previous
 
 
-def add_account(user: MailUser, name: str = "work", extra: list[str] | None = None) -> int:
+def add_account(user: MailUser, name: str = "work", extra: list[str] | None = None, password: str | None = None) -> int:
+    """`email-assets accounts add` for a test user; `password` overrides the right one."""
     return run_cli(
         [
             "accounts",
@@ -97,7 +98,7 @@ def add_account(user: MailUser, name: str = "work", extra: list[str] | None = No
             str(user.server.ca_file),
             *(extra or []),
         ],
-        stdin=user.password + "\n",
+        stdin=(user.password if password is None else password) + "\n",
     )
 
 

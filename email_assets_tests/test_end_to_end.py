@@ -49,6 +49,12 @@ def _table(table: sa.Table) -> list[dict]:
         return [dict(row) for row in connection.execute(sa.select(table)).mappings()]
 
 
+def _snapshot() -> dict[str, list[dict]]:
+    return {
+        table.name: _table(table) for table in (raw_messages, message_locations, parsed_emails, cleaned_texts, chunks)
+    }
+
+
 def test_account_partition_end_to_end(mail_user, instance, capsys: pytest.CaptureFixture[str]) -> None:
     mail_user.append([(OUTAGE, utc(DAY, 9)), (LISBON, utc(DAY, 23, 59)), (HTML, utc(NEXT_DAY, 0, 1))])
     assert add_account(mail_user, "work") == 0
@@ -114,29 +120,12 @@ def test_account_partition_end_to_end(mail_user, instance, capsys: pytest.Captur
     assert lineage["chunk"]["run_id"] == first[0].run_id
 
     # A second materialization changes nothing.
-    before = {
-        name: _table(t)
-        for name, t in [
-            ("raw", raw_messages),
-            ("parsed", parsed_emails),
-            ("cleaned", cleaned_texts),
-            ("chunks", chunks),
-        ]
-    }
+    before = _snapshot()
     second = materialize_partitions(instance, "work", [DAY, NEXT_DAY])
     again = _metadata(second[0])
     assert again["raw_messages"]["fetched"] == 0
     assert again["email_embeddings"]["embedded"] == 0 and again["email_embeddings"]["reused"] == 2
-    after = {
-        name: _table(t)
-        for name, t in [
-            ("raw", raw_messages),
-            ("parsed", parsed_emails),
-            ("cleaned", cleaned_texts),
-            ("chunks", chunks),
-        ]
-    }
-    assert after == before
+    assert _snapshot() == before
     assert vectors.count() == 3
 
 
@@ -145,23 +134,7 @@ def test_password_never_reaches_logs_or_event_log(mail_user, instance, project_e
     assert add_account(mail_user, "work") == 0
     results = materialize_partitions(instance, "work", [DAY])
     assert results[0].success
-    wrong = run_cli(
-        [
-            "accounts",
-            "add",
-            "bad",
-            "--host",
-            mail_user.server.host,
-            "--port",
-            str(mail_user.server.imaps_port),
-            "--username",
-            mail_user.name,
-            "--password-stdin",
-            "--ca-file",
-            str(mail_user.server.ca_file),
-        ],
-        stdin="not-" + mail_user.password + "\n",
-    )
+    wrong = add_account(mail_user, "bad", password="not-" + mail_user.password)
     assert wrong == 2
     captured = capfd.readouterr()
     assert mail_user.password not in captured.out + captured.err
@@ -180,25 +153,7 @@ def test_password_never_reaches_logs_or_event_log(mail_user, instance, project_e
 def test_wrong_password_fails_only_that_partition_with_one_line(mail_user, instance, capsys) -> None:
     mail_user.append([(LISBON, utc(DAY))])
     assert add_account(mail_user, "work") == 0
-    assert (
-        run_cli(
-            [
-                "accounts",
-                "add",
-                "broken",
-                "--host",
-                mail_user.server.host,
-                "--port",
-                str(mail_user.server.imaps_port),
-                "--username",
-                mail_user.name,
-                "--password-stdin",
-                "--no-verify",
-            ],
-            stdin="wrong-password\n",
-        )
-        == 0
-    )
+    assert add_account(mail_user, "broken", ["--no-verify"], password="wrong-password") == 0
     broken = materialize_partitions(instance, "broken", [DAY], raise_on_error=False)[0]
     assert not broken.success
     failure = next(e for e in broken.all_events if e.event_type_value == "STEP_FAILURE")
