@@ -10,6 +10,7 @@ UIDVALIDITY change) are dropped, and a message left with no location is deleted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,45 @@ class SyncReport:
 
     def add(self, counter: dict[str, int], day: dt.date, amount: int) -> None:
         counter[day.isoformat()] = counter.get(day.isoformat(), 0) + amount
+
+
+class _BackgroundWriter:
+    """Stores batches on a worker thread while the next ones are read and parsed.
+
+    At most two batches wait, so memory stays bounded; a failed write surfaces at the next
+    `put` or at exit, and batches already stored stay stored (each is one transaction).
+    """
+
+    def __init__(self, sink: RawMessageSink, account: str, run_id: str | None) -> None:
+        self._sink, self._account, self._run_id = sink, account, run_id
+        self._queue: asyncio.Queue[list[FetchedMessage] | None] = asyncio.Queue(maxsize=2)
+        self.saved: list[tuple[dt.date, int, int, int]] = []  # (UTC day, UIDVALIDITY, UID, bytes)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _drain(self) -> None:
+        while (batch := await self._queue.get()) is not None:
+            await asyncio.to_thread(self._sink.save_fetched, self._account, batch, self._run_id)
+            self.saved.extend(
+                (utc_day(message.internaldate), message.uidvalidity, message.uid, len(message.raw)) for message in batch
+            )
+
+    async def put(self, batch: list[FetchedMessage]) -> None:
+        if self._task is not None and self._task.done():
+            self._task.result()
+        await self._queue.put(batch)
+
+    async def __aenter__(self) -> _BackgroundWriter:
+        self._task = asyncio.create_task(self._drain())
+        return self
+
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        assert self._task is not None
+        await self._queue.put(None)  # store what arrived, even when the fetch broke off
+        if exc_type is None:
+            await self._task
+        else:
+            with contextlib.suppress(Exception):
+                await self._task
 
 
 def utc_day(moment: dt.datetime) -> dt.date:
@@ -89,14 +129,13 @@ async def sync_days(
                 to_fetch.append(item.uid)
         to_fetch.sort()
         progress(f"{folder}: {len(candidates)} in window, {len(to_fetch)} to fetch")
-        async for batch in session.fetch_messages(folder, status.uidvalidity, to_fetch, batch_size):
-            # In a thread: the event loop keeps reading the next messages meanwhile.
-            await asyncio.to_thread(sink.save_fetched, account, batch, run_id)
-            for message in batch:
-                day = utc_day(message.internaldate)
-                present.setdefault(day, set()).add((message.uidvalidity, message.uid))
-                report.add(report.fetched, day, 1)
-                report.add(report.bytes, day, len(message.raw))
+        async with _BackgroundWriter(sink, account, run_id) as writer:
+            async for batch in session.fetch_messages(folder, status.uidvalidity, to_fetch, batch_size):
+                await writer.put(batch)
+        for day, uidvalidity, uid, size in writer.saved:
+            present.setdefault(day, set()).add((uidvalidity, uid))
+            report.add(report.fetched, day, 1)
+            report.add(report.bytes, day, size)
         received = {uid for day_set in present.values() for _, uid in day_set}
         for item in dates:
             day = utc_day(item.internaldate)
