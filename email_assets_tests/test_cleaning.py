@@ -109,3 +109,9 @@ def test_base64_runs_removed() -> None:
 
 def test_whitespace_normalized() -> None:
     assert clean_email("a   b  \n\n\n\n\nc\t\t d", None).text == "a b\n\nc d"
+
+
+def test_huge_bodies_are_truncated_and_say_so() -> None:
+    cleaned = clean_email("word " * 100_000, None)
+    assert len(cleaned.text) <= 100_000
+    assert cleaned.removed["truncated_chars"] == 400_000

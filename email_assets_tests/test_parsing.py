@@ -111,9 +111,10 @@ def test_empty_and_garbage_input_is_a_row_not_an_exception() -> None:
     empty = parse_message(b"", INTERNALDATE)
     assert empty.parse_error is None and empty.subject is None and empty.date == INTERNALDATE
     garbage = parse_message(bytes(range(256)) * 50, INTERNALDATE)
-    assert garbage.date == INTERNALDATE
-    assert all(isinstance(value, str) for value in garbage.as_row().values() if isinstance(value, str))
-    garbage.as_row()["text_body"].encode("utf-8")  # storable: no lone surrogates
+    assert garbage.date == INTERNALDATE and garbage.parse_error is None
+    assert garbage.text_body is None and any("binary data" in defect for defect in garbage.defects)
+    eight_bit = parse_message(b"Subject: \xff\xfe caf\xe9\r\n\r\nna\xefve \xff body", INTERNALDATE).as_row()
+    assert eight_bit["subject"] == "ÿþ café" and eight_bit["text_body"] == "naïve ÿ body"
 
 
 def test_every_real_fixture_parses_to_storable_row() -> None:
@@ -130,3 +131,38 @@ def test_normalize_message_id() -> None:
     assert normalize_message_id("<a@b>") == "a@b"
     assert normalize_message_id("  a@b ") == "a@b"
     assert normalize_message_id("") is None
+
+
+def test_bounce_keeps_the_report_text_and_the_returned_message() -> None:
+    parsed = parse(CORPUS / "mikel-mail/multipart_report_emails/multi_address_bounce1.eml")
+    assert parsed.subject == "Undelivered Mail Returned to Sender"
+    assert parsed.text_body.startswith("This is the mail system at host")
+    assert "message/rfc822" in [a.content_type for a in parsed.attachments]
+
+
+def test_outlook_msg_file_is_a_defect_not_garbage_text() -> None:
+    parsed = parse(CORPUS / "mail-parser/mail_outlook_1")
+    assert parsed.text_body is None and parsed.html_body is None
+    assert any("binary data, not text" in defect for defect in parsed.defects)
+    assert parsed.attachments[0].content_type == "application/octet-stream"
+
+
+def test_utf16_body_is_text() -> None:
+    raw = b"Subject: u16\r\nContent-Type: text/plain; charset=utf-16\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    raw += __import__("base64").b64encode("Grüße aus Köln".encode("utf-16"))
+    assert parse_message(raw, INTERNALDATE).text_body == "Grüße aus Köln"
+
+
+def test_deep_nesting_and_huge_parts_are_bounded() -> None:
+    depth = 80
+    head = "".join(f'--b{i}\r\nContent-Type: multipart/mixed; boundary="b{i + 1}"\r\n\r\n' for i in range(depth))
+    tail = "".join(f"--b{i}--\r\n" for i in reversed(range(depth + 1)))
+    raw = (
+        f'Subject: deep\r\nContent-Type: multipart/mixed; boundary="b0"\r\n\r\n{head}'
+        f"--b{depth}\r\nContent-Type: text/plain\r\n\r\ninnermost\r\n{tail}"
+    ).encode()
+    parsed = parse_message(raw, INTERNALDATE)
+    assert parsed.parse_error is None
+    assert "MIME nesting deeper than 50 levels; rest ignored" in parsed.defects
+    huge = b"Subject: huge\r\nContent-Type: text/plain\r\n\r\n" + b"word " * 4_000_000  # 20 MB
+    assert len(parse_message(huge, INTERNALDATE).text_body) == 20_000_000

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 
 import html2text
 
-CLEANER_VERSION = "clean-2"
+CLEANER_VERSION = "clean-3"
+# Beyond this a body is a log dump or a data export, not a message to retrieve by meaning;
+# the rest is counted in `removed`, and the raw bytes keep everything.
+MAX_TEXT_CHARS = 100_000
 
 # Reply headers of the common clients, each on one line, in English, French, German, Spanish.
 _REPLY_HEADERS = [
@@ -138,10 +141,14 @@ def clean_email(text_body: str | None, html_body: str | None) -> CleanedText:
     if _is_real_text(text_body):
         source, text = "text", text_body or ""
     elif _is_real_text(html_body):
-        source, text = "html", html_to_text(html_body or "")
+        # Markup is mostly tags: 10x the text budget keeps the readable part of any real mail.
+        source, text = "html", html_to_text((html_body or "")[: 10 * MAX_TEXT_CHARS])
     else:
         return CleanedText(source="none", text="")
     removed: dict[str, int] = {}
+    if len(text) > MAX_TEXT_CHARS:
+        removed["truncated_chars"] = len(text) - MAX_TEXT_CHARS
+        text = text[:MAX_TEXT_CHARS]
     text = text.replace("\r\n", "\n")
     text, count = _BASE64_RUN.subn("", text) if _BASE64_PROBE.search(text) else (text, 0)
     if count:

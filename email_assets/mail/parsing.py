@@ -16,7 +16,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from typing import Any
 
-PARSER_VERSION = "parse-2"
+PARSER_VERSION = "parse-3"
 
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _MAX_NESTING = 50
@@ -214,6 +214,19 @@ def _payload_bytes(part: Message, defects: list[str], where: str) -> bytes:
     return payload or b""
 
 
+_CONTROL_BYTES = bytes(range(0, 9)) + bytes(range(14, 32))
+
+
+def _looks_binary(payload: bytes) -> bool:
+    """NULs or a high share of control bytes: an Outlook .msg, an image, not text."""
+    sample = payload[:4096]
+    if not sample:
+        return False
+    if b"\x00" in sample:
+        return True
+    return len(sample) - len(sample.translate(None, _CONTROL_BYTES)) > len(sample) // 10
+
+
 def _looks_like_html(text: str) -> bool:
     head = text[:2000].lower()
     return "<html" in head or "<body" in head or "<div" in head or "<p>" in head
@@ -258,9 +271,13 @@ def _walk(part: Message, parsed: ParsedEmail, forwarded: list[Message], depth: i
     filename = _filename(part, parsed)
     disposition = (part.get_content_disposition() or "").lower()
     if content_type in {"text/plain", "text/html"} and disposition != "attachment":
-        text = decode_bytes(
-            _payload_bytes(part, parsed.defects, where), part.get_content_charset(), parsed.defects, where
-        )
+        payload = _payload_bytes(part, parsed.defects, where)
+        charset = (part.get_content_charset() or "").lower()
+        if not charset.startswith(("utf-16", "utf-32")) and _looks_binary(payload):
+            parsed.defects.append(f"{where}: binary data, not text ({len(payload)} bytes); kept out of the body")
+            parsed.attachments.append(Attachment(filename, "application/octet-stream", len(payload), False))
+            return
+        text = decode_bytes(payload, charset or None, parsed.defects, where)
         if content_type == "text/plain":
             parsed.text_body = (parsed.text_body + "\n\n" + text) if parsed.text_body else text
             return
