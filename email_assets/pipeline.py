@@ -59,11 +59,14 @@ def sync_account_days(
     run_id: str | None,
     progress: Callable[[str], None] = lambda _message: None,
     batch_size: int = FETCH_BATCH_SIZE,
+    keep_expunged: bool = False,
 ) -> SyncReport:
     async def run() -> SyncReport:
         async with connect(account.endpoint(), account.username, password) as session:
             folders = account.folders or await session.default_folders()
-            return await sync_days(session, store, account.name, folders, days, run_id, progress, batch_size)
+            return await sync_days(
+                session, store, account.name, folders, days, run_id, progress, batch_size, keep_expunged
+            )
 
     try:
         return asyncio.run(run())

@@ -63,6 +63,11 @@ def retention_days() -> int:
     return days
 
 
+def keep_expunged() -> bool:
+    """EMAIL_ASSETS_KEEP_EXPUNGED=1 keeps mail deleted on the server (default: mirror it)."""
+    return os.environ.get("EMAIL_ASSETS_KEEP_EXPUNGED", "0").strip().lower() in {"1", "true", "yes"}
+
+
 def start_date() -> str:
     raw = os.environ.get("EMAIL_ASSETS_START_DATE", DEFAULT_START_DATE)
     try:

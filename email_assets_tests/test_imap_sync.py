@@ -105,6 +105,19 @@ def test_expunged_mail_is_removed(mail_user, store) -> None:
     assert len(rows(store, raw_messages)) == 3
 
 
+def test_expunged_mail_can_be_kept(mail_user, store) -> None:
+    mail_user.append(batch(3, DAY))
+    sync(mail_user, store, [DAY])
+    client = mail_user.server.connect(mail_user.name)
+    client.select("INBOX")
+    client.uid("STORE", "2", "+FLAGS", "(\\Deleted)")
+    client.expunge()
+    client.logout()
+    report = sync_account_days(account_for(mail_user), mail_user.password, store, [DAY], None, keep_expunged=True)
+    assert report.removed[DAY.isoformat()] == 0
+    assert sorted(r["uid"] for r in rows(store, message_locations)) == [1, 2, 3]
+
+
 def test_copy_in_two_folders_is_one_message_with_two_locations(mail_user, store) -> None:
     mail_user.append(batch(3, DAY))
     client = mail_user.server.connect(mail_user.name)

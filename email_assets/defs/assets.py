@@ -66,7 +66,13 @@ def raw_messages(
             account = accounts.get(account_name)
             password = account.password(credentials.secret_box())
             report = pipeline.sync_account_days(
-                account, password, store, [dt.date.fromisoformat(day)], context.run.run_id, context.log.info
+                account,
+                password,
+                store,
+                [dt.date.fromisoformat(day)],
+                context.run.run_id,
+                context.log.info,
+                keep_expunged=settings.keep_expunged(),
             )
         except UserError as error:
             accounts.record_failure(account_name, str(error))

@@ -28,6 +28,8 @@ class RawMessageSink(Protocol):
 
     def reconcile_folder_day(self, account: str, folder: str, day: dt.date, present: set[tuple[int, int]]) -> int: ...
 
+    def locations_of(self, account: str, folder: str, day: dt.date) -> set[tuple[int, int]]: ...
+
     def record_folder_state(
         self, account: str, folder: str, uidvalidity: int, uidnext: int, highest_uid: int, message_count: int
     ) -> None: ...
@@ -99,7 +101,10 @@ async def sync_days(
     run_id: str | None = None,
     progress: Callable[[str], None] = lambda _message: None,
     batch_size: int = FETCH_BATCH_SIZE,
+    keep_expunged: bool = False,
 ) -> SyncReport:
+    """`keep_expunged` keeps the copy of mail deleted on the server (an archive), but a
+    location invalidated by a UIDVALIDITY change is still replaced by its new one."""
     report = SyncReport()
     wanted = set(days)
     first, last = min(days), max(days)
@@ -143,6 +148,12 @@ async def sync_days(
                 report.add(report.failures, day, 1)
         for day in days:
             report.add(report.on_server, day, len(present[day]))
+            if keep_expunged:  # keep everything stored for this folder except stale UIDVALIDITY
+                present[day] |= {
+                    (uidvalidity, uid)
+                    for uidvalidity, uid in sink.locations_of(account, folder, day)
+                    if uidvalidity == status.uidvalidity
+                }
             removed = sink.reconcile_folder_day(account, folder, day, present[day])
             report.add(report.removed, day, removed)
         sink.record_folder_state(

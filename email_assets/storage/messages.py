@@ -97,6 +97,17 @@ class MessageStore:
             upsert(connection, raw_messages, list(raw_rows.values()), update=False)
             upsert(connection, message_locations, location_rows)
 
+    def locations_of(self, account: str, folder: str, day: dt.date) -> set[tuple[int, int]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(message_locations.c.uidvalidity, message_locations.c.uid).where(
+                    message_locations.c.account == account,
+                    message_locations.c.folder == folder,
+                    message_locations.c.day == day.isoformat(),
+                )
+            )
+            return {(uidvalidity, uid) for uidvalidity, uid in rows}
+
     def reconcile_folder_day(self, account: str, folder: str, day: dt.date, present: set[tuple[int, int]]) -> int:
         """Drop locations of this folder and day not on the server; then orphaned messages."""
         iso = day.isoformat()
