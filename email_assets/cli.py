@@ -58,11 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--host", required=True)
     add.add_argument("--port", type=_positive)
     add.add_argument("--username", required=True)
-    add.add_argument(
+    login = add.add_mutually_exclusive_group(required=True)
+    login.add_argument(
         "--password-stdin",
         action="store_true",
-        required=True,
         help="read the password (or app password) from the first line of stdin",
+    )
+    login.add_argument("--oauth2-token-env", metavar="NAME", help="XOAUTH2 with a bearer token from this variable")
+    login.add_argument(
+        "--oauth2-token-command", metavar="CMD", help="XOAUTH2 with a bearer token printed by this command"
     )
     add.add_argument(
         "--security",
@@ -110,8 +114,8 @@ def _register_partition(name: str, add: bool) -> str | None:
     return None
 
 
-async def _check_login(account: Account, password: str) -> list[str]:
-    async with connect(account.endpoint(timeout=20), account.username, password) as session:
+async def _check_login(account: Account, secret: str) -> list[str]:
+    async with connect(account.endpoint(timeout=20), account.username, secret, account.mechanism) as session:
         return account.folders or await session.default_folders()
 
 
@@ -128,8 +132,13 @@ def cmd_accounts(args: argparse.Namespace) -> None:
     if args.action == "add":
         validate_account_name(args.name)
         box = SecretBox.from_environment()
-        password = sys.stdin.readline().rstrip("\r\n")
-        if not password:
+        token_source = None
+        if args.oauth2_token_env:
+            token_source = f"env:{args.oauth2_token_env}"
+        elif args.oauth2_token_command:
+            token_source = f"command:{args.oauth2_token_command}"
+        password = "" if token_source else sys.stdin.readline().rstrip("\r\n")
+        if not password and not token_source:
             raise UserError('no password on stdin: pipe it in, e.g. `printf %s "$PW" | email-assets accounts add ...`')
         folders = [folder.strip() for folder in (args.folders or "").split(",") if folder.strip()]
         account = Account(
@@ -142,10 +151,12 @@ def cmd_accounts(args: argparse.Namespace) -> None:
             max_connections=args.max_connections,
             ca_file=os.path.abspath(args.ca_file) if args.ca_file else None,
             encrypted_secret=box.encrypt(password),
+            mechanism="xoauth2" if token_source else "login",
+            token_source=token_source,
         )
         if args.ca_file and not os.path.isfile(args.ca_file):
             raise UserError(f"--ca-file {args.ca_file!r} does not exist")
-        found = None if args.no_verify else asyncio.run(_check_login(account, password))
+        found = None if args.no_verify else asyncio.run(_check_login(account, account.secret(box)))
         store.add(account)
         note = _register_partition(account.name, add=True)
         verified = f"login verified, folders: {', '.join(found)}" if found is not None else "login not verified"
@@ -182,7 +193,7 @@ def cmd_accounts(args: argparse.Namespace) -> None:
             print(f"{row['name']}\t{row['username']}@{row['host']}:{row['port']}\t{row['security']}\t{health}")
     elif args.action == "test":
         account = store.get(args.name)
-        folders = asyncio.run(_check_login(account, account.password(SecretBox.from_environment())))
+        folders = asyncio.run(_check_login(account, account.secret(SecretBox.from_environment())))
         print(f"{account.name}: login ok, folders: {', '.join(folders)}")
     elif args.action == "remove":
         store.remove(args.name)

@@ -53,7 +53,7 @@ def embedding_code_version(embedder: Embedder) -> str:
 
 def sync_account_days(
     account: Account,
-    password: str,
+    secret: str,
     store: MessageStore,
     days: list[dt.date],
     run_id: str | None,
@@ -62,7 +62,7 @@ def sync_account_days(
     keep_expunged: bool = False,
 ) -> SyncReport:
     async def run() -> SyncReport:
-        async with connect(account.endpoint(), account.username, password) as session:
+        async with connect(account.endpoint(), account.username, secret, account.mechanism) as session:
             folders = account.folders or await session.default_folders()
             return await sync_days(
                 session, store, account.name, folders, days, run_id, progress, batch_size, keep_expunged

@@ -64,10 +64,10 @@ def raw_messages(
     if window.keeps(dt.date.fromisoformat(day)):
         try:
             account = accounts.get(account_name)
-            password = account.password(credentials.secret_box())
+            secret = account.secret(credentials.secret_box())
             report = pipeline.sync_account_days(
                 account,
-                password,
+                secret,
                 store,
                 [dt.date.fromisoformat(day)],
                 context.run.run_id,

@@ -28,9 +28,11 @@ TICK_BUDGET_SECONDS = 40
 STATUS_TIMEOUT_SECONDS = 10
 
 
-async def _account_change(account: Account, password: str, previous: dict) -> HighwaterChange:
+async def _account_change(account: Account, secret: str, previous: dict) -> HighwaterChange:
     endpoint = account.endpoint(timeout=STATUS_TIMEOUT_SECONDS)
-    async with connect(endpoint, account.username, password, attempts=1) as session:  # next tick retries
+    async with connect(
+        endpoint, account.username, secret, account.mechanism, attempts=1
+    ) as session:  # next tick retries
         folders = account.folders or await session.default_folders()
         return await detect_new_mail(session, folders, previous)
 
@@ -58,7 +60,7 @@ def mailbox_highwater_sensor(
             break
         previous = cursor.get(account.name, {})
         try:
-            change = asyncio.run(_account_change(account, account.password(box), previous))
+            change = asyncio.run(_account_change(account, account.secret(box), previous))
         except UserError as error:
             context.log.warning(f"{account.name}: {error}")
             continue

@@ -81,7 +81,7 @@ ssl = yes
 ssl_cert = <{root}/cert.pem
 ssl_key = <{root}/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 auth_failure_delay = 0
 login_trusted_networks = 127.0.0.0/8
 default_login_user = {login_user}
@@ -110,7 +110,13 @@ namespace inbox {{
 }}
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {root}/users/%u
+}}
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/dovecot-oauth2.conf.ext
 }}
 userdb {{
   driver = passwd-file
@@ -146,6 +152,11 @@ class DovecotServer:
     imaps_port: int
     users: dict[str, str]
     process: subprocess.Popen | None = None
+    oauth2_port: int = 0
+
+    @property
+    def oauth2_introspection_url(self) -> str:
+        return f"http://127.0.0.1:{self.oauth2_port}/introspect"
 
     @property
     def ca_file(self) -> Path:
@@ -226,6 +237,12 @@ class DovecotServer:
             internal_user="dovecot" if os.geteuid() == 0 else user,
         )
         (self.root / "dovecot.conf").write_text(config)
+        # Bearer tokens are checked by POSTing them to `oauth2_introspection_url` (RFC 7662);
+        # nothing answers there unless a test starts a server.
+        (self.root / "dovecot-oauth2.conf.ext").write_text(
+            f"introspection_mode = post\nintrospection_url = {self.oauth2_introspection_url}\n"
+            "username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+        )
         self.process = subprocess.Popen(
             [DOVECOT_BINARY, "-F", "-c", str(self.root / "dovecot.conf")],
             stdout=subprocess.DEVNULL,
@@ -283,4 +300,6 @@ def make_server(users: dict[str, str], root: Path | None = None) -> DovecotServe
     root = Path(root or tempfile.mkdtemp(prefix="email-assets-dovecot-"))
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)
-    return DovecotServer(root=root, imap_port=free_port(), imaps_port=free_port(), users=dict(users))
+    return DovecotServer(
+        root=root, imap_port=free_port(), imaps_port=free_port(), users=dict(users), oauth2_port=free_port()
+    )

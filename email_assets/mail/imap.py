@@ -337,11 +337,19 @@ class connect:  # noqa: N801 - used as `async with connect(...)`, like a functio
     """
 
     def __init__(
-        self, endpoint: ImapEndpoint, username: str, password: str, attempts: int = 4, backoff: float = 0.5
+        self,
+        endpoint: ImapEndpoint,
+        username: str,
+        secret: str,
+        mechanism: str = "login",
+        attempts: int = 4,
+        backoff: float = 0.5,
     ) -> None:
+        """`secret` is the password for `login`, a bearer token for `xoauth2`."""
         self._endpoint = endpoint
         self._username = username
-        self._password = password
+        self._secret = secret
+        self._mechanism = mechanism
         self._attempts = attempts
         self._backoff = backoff
         self._session: ImapSession | None = None
@@ -375,7 +383,11 @@ class connect:  # noqa: N801 - used as `async with connect(...)`, like a functio
             await client.wait_hello_from_server()
             if endpoint.security == "starttls":
                 await _starttls(client, endpoint)
-            response = await client.login(self._username, self._password)
+            if self._mechanism == "xoauth2":
+                _answer_sasl_error_challenges(client.protocol)
+                response = await client.xoauth2(self._username, self._secret)
+            else:
+                response = await client.login(self._username, self._secret)
         except ssl.SSLCertVerificationError as error:
             await self._close()
             raise AccountError(
@@ -404,6 +416,22 @@ class connect:  # noqa: N801 - used as `async with connect(...)`, like a functio
 
     async def __aexit__(self, *exc: object) -> None:
         await self._close()
+
+
+def _answer_sasl_error_challenges(protocol: aioimaplib.IMAP4ClientProtocol) -> None:
+    """A refused XOAUTH2 token comes back as a `+ <error>` challenge that the client must
+    answer with an empty line before the server says NO; aioimaplib never answers, so the
+    login would hang until its timeout."""
+    original = protocol._continuation
+
+    def continuation(line: bytes) -> None:
+        command = protocol.pending_sync_command
+        if command is not None and command.name == "AUTHENTICATE":
+            protocol.transport.write(b"\r\n")
+            return
+        original(line)
+
+    protocol._continuation = continuation
 
 
 def _fail_pending_commands(protocol: aioimaplib.IMAP4ClientProtocol) -> Callable[[Exception | None], None]:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from email_assets.credentials import SecretBox
 from email_assets.errors import AccountError, UserError
 from email_assets.mail.imap import ImapEndpoint
+from email_assets.mail.oauth2 import read_token
 from email_assets.storage.database import engine_for
 from email_assets.storage.tables import accounts
 
@@ -40,6 +41,8 @@ class Account:
     max_connections: int
     ca_file: str | None
     encrypted_secret: bytes
+    mechanism: str = "login"  # or "xoauth2", with a bearer token from `token_source`
+    token_source: str | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
     last_success_at: dt.datetime | None = None
@@ -47,7 +50,10 @@ class Account:
     def endpoint(self, timeout: float = 30.0) -> ImapEndpoint:
         return ImapEndpoint(self.host, self.port, self.security, self.ca_file, timeout)
 
-    def password(self, box: SecretBox) -> str:
+    def secret(self, box: SecretBox) -> str:
+        """What this account logs in with: its decrypted password, or a fresh OAuth2 token."""
+        if self.mechanism == "xoauth2":
+            return read_token(self.token_source or "")
         return box.decrypt(self.encrypted_secret)
 
     def __repr__(self) -> str:  # never show the token, even encrypted, in logs
@@ -70,6 +76,8 @@ class AccountStore:
             "max_connections": account.max_connections,
             "ca_file": account.ca_file,
             "encrypted_secret": account.encrypted_secret,
+            "mechanism": account.mechanism,
+            "token_source": account.token_source,
             "created_at": dt.datetime.now(dt.UTC),
             "consecutive_failures": 0,
         }
@@ -133,6 +141,8 @@ def _account(row: sa.RowMapping) -> Account:
         max_connections=row["max_connections"],
         ca_file=row["ca_file"],
         encrypted_secret=row["encrypted_secret"],
+        mechanism=row["mechanism"] or "login",
+        token_source=row["token_source"],
         consecutive_failures=row["consecutive_failures"] or 0,
         last_error=row["last_error"],
         last_success_at=row["last_success_at"],

@@ -23,6 +23,8 @@ accounts = sa.Table(
     sa.Column("max_connections", sa.Integer, nullable=False),
     sa.Column("ca_file", sa.String(1024)),
     sa.Column("encrypted_secret", sa.LargeBinary, nullable=False),
+    sa.Column("mechanism", sa.String(16), nullable=False, default="login"),
+    sa.Column("token_source", sa.String(1024)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
