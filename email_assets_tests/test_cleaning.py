@@ -115,3 +115,23 @@ def test_huge_bodies_are_truncated_and_say_so() -> None:
     cleaned = clean_email("word " * 100_000, None)
     assert len(cleaned.text) <= 100_000
     assert cleaned.removed["truncated_chars"] == 400_000
+
+
+OUTLOOK_HTML = (
+    '<html xmlns:o="urn:schemas-microsoft-com:office:office"><head><meta name=Generator content="Microsoft Word 15">'
+    "<!--[if gte mso 9]><xml><o:OfficeDocumentSettings><o:AllowPNG/></o:OfficeDocumentSettings></xml><![endif]-->"
+    "<style><!-- p.MsoNormal {margin:0cm;font-family:Calibri} --></style></head><body lang=EN-GB>"
+    "<div class=WordSection1><p class=MsoNormal>Hi Ana,<o:p></o:p></p><p class=MsoNormal><o:p>&nbsp;</o:p></p>"
+    "<p class=MsoNormal>The contract is signed.<o:p></o:p></p>"
+    "<div style='border:none;border-top:solid #E1E1E1 1.0pt'><p class=MsoNormal><b>From:</b> Bob Smith "
+    "&lt;bob@example.org&gt;<br><b>Sent:</b> Tuesday, November 17, 2026 10:02 AM<br><b>To:</b> Ana<br>"
+    "<b>Subject:</b> contract<o:p></o:p></p></div><p class=MsoNormal>Is the contract signed?<o:p></o:p></p>"
+    "</div></body></html>"
+)
+
+
+def test_outlook_desktop_html_without_office_markup_or_the_quoted_thread() -> None:
+    cleaned = clean_email(None, OUTLOOK_HTML)
+    assert cleaned.text == "Hi Ana,\n\nThe contract is signed."
+    assert cleaned.quoted_text.startswith("From: Bob Smith <bob@example.org>")
+    assert "Is the contract signed?" in cleaned.quoted_text
