@@ -27,6 +27,7 @@ from email_assets.mail.parsing import PARSER_VERSION, parse_message
 from email_assets.mail.sync import SyncReport, sync_days
 from email_assets.parallel import CoreMap
 from email_assets.storage.accounts import Account
+from email_assets.storage.connection_slots import ConnectionSlots
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails, raw_messages
 from email_assets.storage.vectors import VectorStore
@@ -60,7 +61,10 @@ def sync_account_days(
     progress: Callable[[str], None] = lambda _message: None,
     batch_size: int = FETCH_BATCH_SIZE,
     keep_expunged: bool = False,
+    slot_wait_seconds: float = 600,
 ) -> SyncReport:
+    """Sync `days` of one account, holding one of its `max_connections` slots meanwhile."""
+
     async def run() -> SyncReport:
         async with connect(account.endpoint(), account.username, secret, account.mechanism) as session:
             folders = account.folders or await session.default_folders()
@@ -69,7 +73,8 @@ def sync_account_days(
             )
 
     try:
-        return asyncio.run(run())
+        with ConnectionSlots(store.url).hold(account.name, account.max_connections, slot_wait_seconds):
+            return asyncio.run(run())
     except (TimeoutError, aioimaplib.AioImapException, FetchStreamError, OSError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise AccountError(f"IMAP session with {account.endpoint().describe()} failed: {reason[:200]}") from None

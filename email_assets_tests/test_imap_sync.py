@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from email_assets.mail.imap import is_connection_limit
 from email_assets.mail.keys import content_sha256
 from email_assets.pipeline import sync_account_days
 from email_assets.storage.accounts import Account
+from email_assets.storage.connection_slots import ConnectionSlots
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import folder_state, message_locations, raw_messages
 from email_assets_tests.conftest import message, utc
@@ -31,7 +33,12 @@ def store(tmp_path: Path) -> MessageStore:
 
 
 def account_for(
-    mail_user, port: int | None = None, security: str = "ssl", ca: bool = True, folders: list[str] | None = None
+    mail_user,
+    port: int | None = None,
+    security: str = "ssl",
+    ca: bool = True,
+    folders: list[str] | None = None,
+    max_connections: int = 2,
 ) -> Account:
     server = mail_user.server
     return Account(
@@ -41,7 +48,7 @@ def account_for(
         username=mail_user.name,
         security=security,
         folders=folders or [],
-        max_connections=2,
+        max_connections=max_connections,
         ca_file=str(server.ca_file) if ca else None,
         encrypted_secret=b"unused",
     )
@@ -247,3 +254,20 @@ def test_connection_limit_answers_are_recognised() -> None:
     assert is_connection_limit("[LIMIT] Too many connections from your IP")
     assert is_connection_limit("Maximum number of connections from user+IP exceeded (mail_max_userip_connections=1)")
     assert not is_connection_limit("[AUTHENTICATIONFAILED] Authentication failed.")
+
+
+def test_max_connections_is_enforced_across_processes(mail_user, store) -> None:
+    """Another process holds the account's only slot: the sync waits for it, or says why."""
+    mail_user.append(batch(2, DAY))
+    account = account_for(mail_user, max_connections=1)
+    slots = ConnectionSlots(store.url)
+    assert slots.try_acquire("work", 1, "other-process") == 0
+    with pytest.raises(AccountError, match="all 1 IMAP connections of account 'work' stayed in use"):
+        sync_account_days(account, mail_user.password, store, [DAY], None, slot_wait_seconds=0.3)
+    releaser = threading.Timer(0.5, slots.release, args=("work", 0, "other-process"))
+    releaser.start()
+    started = time.monotonic()
+    report = sync_account_days(account, mail_user.password, store, [DAY], None, slot_wait_seconds=30)
+    assert time.monotonic() - started >= 0.4 and report.fetched[DAY.isoformat()] == 2
+    releaser.join()
+    assert slots.try_acquire("work", 1, "next") == 0  # released after the sync

@@ -23,6 +23,7 @@ from email_assets.errors import UserError
 from email_assets.mail.highwater import HighwaterChange, detect_new_mail
 from email_assets.mail.imap import connect
 from email_assets.storage.accounts import Account
+from email_assets.storage.connection_slots import ConnectionSlots
 
 TICK_BUDGET_SECONDS = 40
 STATUS_TIMEOUT_SECONDS = 10
@@ -54,13 +55,16 @@ def mailbox_highwater_sensor(
     run_requests: list[dg.RunRequest] = []
     started = time.monotonic()
     box = credentials.secret_box() if accounts else None
+    slots = ConnectionSlots(mail_store.url())
     for account in accounts:
         if time.monotonic() - started > TICK_BUDGET_SECONDS:
             context.log.warning("tick budget spent; remaining accounts are checked next tick")
             break
         previous = cursor.get(account.name, {})
         try:
-            change = asyncio.run(_account_change(account, account.secret(box), previous))
+            # No waiting for a busy account: a running sync is about to see the new mail anyway.
+            with slots.hold(account.name, account.max_connections, wait_seconds=0):
+                change = asyncio.run(_account_change(account, account.secret(box), previous))
         except UserError as error:
             context.log.warning(f"{account.name}: {error}")
             continue

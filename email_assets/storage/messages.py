@@ -36,6 +36,7 @@ class MessageStore:
     """The project's tables for one database URL."""
 
     def __init__(self, database_url: str) -> None:
+        self.url = database_url
         self.engine = engine_for(database_url)
 
     # --- raw_messages -------------------------------------------------------------------

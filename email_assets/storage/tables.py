@@ -134,3 +134,12 @@ chunks = sa.Table(
     sa.Column("run_id", sa.String(64)),
     sa.Index("ix_chunks_partition", "account", "day"),
 )
+
+connection_leases = sa.Table(
+    "connection_leases",
+    metadata,
+    sa.Column("account", sa.String(64), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+)
