@@ -166,3 +166,14 @@ def test_deep_nesting_and_huge_parts_are_bounded() -> None:
     assert "MIME nesting deeper than 50 levels; rest ignored" in parsed.defects
     huge = b"Subject: huge\r\nContent-Type: text/plain\r\n\r\n" + b"word " * 4_000_000  # 20 MB
     assert len(parse_message(huge, INTERNALDATE).text_body) == 20_000_000
+
+
+def test_rfc6532_raw_utf8_headers_are_not_defects() -> None:
+    parsed = parse(CORPUS / "mikel-mail/rfc6532/utf8_headers.eml")
+    assert (parsed.subject, parsed.from_name, parsed.from_address) == (
+        "Säying Hello",
+        "Jöhn Doe",
+        "jdöe@mächine.example",
+    )
+    assert parsed.to_addresses == [{"name": "Märy Smith", "address": "märy@exämple.net"}]
+    assert parsed.defects == []

@@ -16,7 +16,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from typing import Any
 
-PARSER_VERSION = "parse-3"
+PARSER_VERSION = "parse-4"
 
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _MAX_NESTING = 50
@@ -147,10 +147,10 @@ def decode_header_text(value: str, defects: list[str], name: str) -> str:
     if _has_surrogates(value):
         data = value.encode("ascii", "surrogateescape")
         try:
-            value = data.decode("utf-8")
+            value = data.decode("utf-8")  # RFC 6532: raw UTF-8 headers are legitimate
         except UnicodeDecodeError:
             value = data.decode("cp1252", errors="replace")
-        defects.append(f"{name}: undeclared 8-bit characters")
+            defects.append(f"{name}: undeclared 8-bit characters, read as windows-1252")
     if "=?" in value:
         try:
             value = str(make_header(decode_header(value)))
