@@ -271,3 +271,27 @@ def test_max_connections_is_enforced_across_processes(mail_user, store) -> None:
     assert time.monotonic() - started >= 0.4 and report.fetched[DAY.isoformat()] == 2
     releaser.join()
     assert slots.try_acquire("work", 1, "next") == 0  # released after the sync
+
+
+def test_server_restart_mid_run_then_next_run_completes(mail_user, store, monkeypatch) -> None:
+    """Dovecot is restarted while the sync is storing its first batch."""
+    messages = batch(600, DAY, size=30_000)  # 18 MB: more than socket and reader buffers hold
+    mail_user.append(messages)
+    original = MessageStore.save_fetched
+    restarted = []
+
+    def save_then_restart(self, account, fetched, run_id):  # noqa: ANN001, ANN202
+        original(self, account, fetched, run_id)
+        if not restarted:
+            restarted.append(True)
+            mail_user.server.restart()
+
+    monkeypatch.setattr(MessageStore, "save_fetched", save_then_restart)
+    with pytest.raises(AccountError, match="IMAP session with"):
+        sync(mail_user, store, [DAY], batch_size=20)
+    monkeypatch.setattr(MessageStore, "save_fetched", original)
+    partial = len(rows(store, raw_messages))
+    assert 20 <= partial < 600
+    report = sync(mail_user, store, [DAY])
+    assert report.fetched[DAY.isoformat()] == 600 - partial
+    assert sorted(r["raw"] for r in rows(store, raw_messages)) == sorted(raw for raw, _ in messages)
