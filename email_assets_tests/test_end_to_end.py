@@ -70,6 +70,8 @@ def test_account_partition_end_to_end(mail_user, instance, capsys: pytest.Captur
     assert day_meta["raw_messages"]["fetched"] == 2
     assert day_meta["raw_messages"]["bytes"] == len(OUTAGE) + len(LISBON)
     assert next_meta["raw_messages"]["fetched"] == 1
+    embeddings = day_meta["email_embeddings"]
+    assert (embeddings["chunks"], embeddings["embedded"], embeddings["reused"]) == (2, 2, 0)
 
     # raw_messages: exact bytes, by UTC INTERNALDATE day, with IMAP coordinates.
     raw = {row["sha256"]: row for row in _table(raw_messages)}
