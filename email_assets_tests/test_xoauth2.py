@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from email_assets.defs.materialize import materialize_partitions
-from email_assets_tests.conftest import message, run_cli, utc
+from email_assets_tests.conftest import add_account, message, run_cli, utc
 
 DAY = dt.date(2026, 11, 20)
 GOOD_TOKEN = "ya29.good-token-for-tests"
@@ -100,3 +100,21 @@ def test_refused_token_is_a_prompt_one_line_error(mail_user, instance, introspec
     assert "the OAuth2 token variable MAIL_TOKEN is not set or empty" in capsys.readouterr().err
     assert add_oauth2_account(mail_user, "cloud", ["--oauth2-token-command", "false"]) == 2
     assert "token command exited with status 1" in capsys.readouterr().err
+
+
+def test_debug_logging_of_the_imap_library_never_shows_credentials(
+    mail_user, project_env, introspection, monkeypatch, caplog
+) -> None:
+    import base64
+    import logging
+
+    introspection[GOOD_TOKEN] = mail_user.name
+    monkeypatch.setenv("MAIL_TOKEN", GOOD_TOKEN)
+    with caplog.at_level(logging.DEBUG, logger="aioimaplib"):
+        assert add_oauth2_account(mail_user, "cloud", ["--oauth2-token-env", "MAIL_TOKEN"]) == 0
+        assert add_account(mail_user, "plain") == 0
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "Sending" in logged and "[credentials redacted]" in logged
+    sasl = base64.b64encode(f"user={mail_user.name}\1auth=Bearer {GOOD_TOKEN}\1\1".encode()).decode()
+    for secret in (GOOD_TOKEN, sasl, mail_user.password):
+        assert secret not in logged

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import random
 import re
 import ssl
@@ -35,6 +36,24 @@ _INTERNALDATE = re.compile(rb'\bINTERNALDATE "([^"]+)"')
 _FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
 _STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
 _LIST_LINE = re.compile(rb'^\(([^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (.+)$')
+
+
+class _RedactCredentials(logging.Filter):
+    """aioimaplib logs every line it sends at DEBUG; it masks a LOGIN password but not an
+    XOAUTH2 token, which travels base64-encoded. Whoever turns DEBUG on (Dagster's
+    `python_logs`, a developer) must still never see a credential."""
+
+    _CREDENTIAL_LINE = re.compile(r"(AUTHENTICATE|LOGIN)\b.*", re.IGNORECASE | re.DOTALL)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "Sending" in message and self._CREDENTIAL_LINE.search(message):
+            record.msg = self._CREDENTIAL_LINE.sub(r"\1 [credentials redacted]", message)
+            record.args = ()
+        return True
+
+
+logging.getLogger(aioimaplib.__name__ + ".aioimaplib").addFilter(_RedactCredentials())
 
 
 @dataclass(frozen=True)
