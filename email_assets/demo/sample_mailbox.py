@@ -100,6 +100,19 @@ def _base(rng: random.Random, sender: tuple[str, str], subject: str, when: dt.da
     return message
 
 
+FOLLOW_UPS = [
+    "{person} will own the follow-up and report back on {day}.",
+    "{person} asked whether this changes the plan for {day}.",
+    "We agreed to revisit this with {person} on {day}.",
+    "{person} has the details if anything is unclear before {day}.",
+]
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"]
+
+
+def _follow_up(rng: random.Random) -> str:
+    return rng.choice(FOLLOW_UPS).format(person=rng.choice(PEOPLE)[0].split()[0], day=rng.choice(WEEKDAYS))
+
+
 def _body(rng: random.Random, sender: tuple[str, str], topic_text: str) -> str:
     greeting = rng.choice(["Hi,", "Hello team,", "Hi all,", "Bonjour,", "Hallo,"])
     detail = rng.choice(
@@ -111,7 +124,7 @@ def _body(rng: random.Random, sender: tuple[str, str], topic_text: str) -> str:
         ]
     )
     signature = rng.choice(SIGNATURES).format(name=sender[0], dept=rng.choice(["platform", "finance", "people"]))
-    return f"{greeting}\n\nA note about {topic_text}\n\n{detail}\n\n{signature}\n"
+    return f"{greeting}\n\nA note about {topic_text}\n\n{_follow_up(rng)} {detail}\n\n{signature}\n"
 
 
 def generate_mailbox(
@@ -141,7 +154,7 @@ def generate_mailbox(
                 reply = rng.choice(["Agreed, thanks.", "Sounds good to me.", "I have one concern, see below."])
                 message["In-Reply-To"] = make_msgid(domain="example.test")
                 message["References"] = message["In-Reply-To"]
-                message.set_content(f"{reply} About {topic_text}\n\n{header}\n{quoted}\n")
+                message.set_content(f"{reply} About {topic_text} {_follow_up(rng)}\n\n{header}\n{quoted}\n")
             elif kind < 0.72:
                 message = _base(rng, sender, subject, when)
                 text = _body(rng, sender, topic_text)
