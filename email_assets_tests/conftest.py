@@ -47,6 +47,16 @@ class MailUser:
     def append(self, messages: list[tuple[bytes, dt.datetime]], folder: str = "INBOX") -> int:
         return self.server.append(self.name, messages, folder=folder)
 
+    def expunge(self, uids: str, folder: str = "INBOX") -> None:
+        """Delete messages on the server, as a mail client would (STORE \\Deleted, EXPUNGE)."""
+        client = self.server.connect(self.name)
+        try:
+            client.select(folder)
+            client.uid("STORE", uids, "+FLAGS", "(\\Deleted)")
+            client.expunge()
+        finally:
+            client.logout()
+
 
 @pytest.fixture
 def mail_user(dovecot: DovecotServer) -> MailUser:

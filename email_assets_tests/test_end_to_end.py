@@ -185,11 +185,7 @@ def test_expunged_mail_leaves_every_asset_and_chroma(mail_user, instance) -> Non
     materialize_partitions(instance, "work", [DAY])
     vectors = VectorStore(settings.chroma_location(), embedder_from_spec("local").model_name)
     assert vectors.count() == 2
-    client = mail_user.server.connect(mail_user.name)
-    client.select("INBOX")
-    client.uid("STORE", "1", "+FLAGS", "(\\Deleted)")
-    client.expunge()
-    client.logout()
+    mail_user.expunge("1")
     result = materialize_partitions(instance, "work", [DAY])[0]
     metadata = _metadata(result)
     assert metadata["raw_messages"]["removed"] == 1

@@ -101,11 +101,7 @@ def test_second_sync_fetches_nothing_and_changes_nothing(mail_user, store) -> No
 def test_expunged_mail_is_removed(mail_user, store) -> None:
     mail_user.append(batch(5, DAY))
     sync(mail_user, store, [DAY])
-    client = mail_user.server.connect(mail_user.name)
-    client.select("INBOX")
-    client.uid("STORE", "2,4", "+FLAGS", "(\\Deleted)")
-    client.expunge()
-    client.logout()
+    mail_user.expunge("2,4")
     report = sync(mail_user, store, [DAY])
     assert report.removed[DAY.isoformat()] == 2
     assert sorted(r["uid"] for r in rows(store, message_locations)) == [1, 3, 5]
@@ -115,11 +111,7 @@ def test_expunged_mail_is_removed(mail_user, store) -> None:
 def test_expunged_mail_can_be_kept(mail_user, store) -> None:
     mail_user.append(batch(3, DAY))
     sync(mail_user, store, [DAY])
-    client = mail_user.server.connect(mail_user.name)
-    client.select("INBOX")
-    client.uid("STORE", "2", "+FLAGS", "(\\Deleted)")
-    client.expunge()
-    client.logout()
+    mail_user.expunge("2")
     report = sync_account_days(account_for(mail_user), mail_user.password, store, [DAY], None, keep_expunged=True)
     assert report.removed[DAY.isoformat()] == 0
     assert sorted(r["uid"] for r in rows(store, message_locations)) == [1, 2, 3]
