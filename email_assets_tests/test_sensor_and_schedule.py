@@ -8,6 +8,7 @@ import json
 import dagster as dg
 
 from email_assets.definitions import RESOURCES
+from email_assets.defs.materialize import materialize_partitions
 from email_assets.defs.schedules import email_sync_schedule
 from email_assets.defs.sensors import mailbox_highwater_sensor
 from email_assets_tests.conftest import add_account, message, run_cli, utc
@@ -49,12 +50,12 @@ def test_uidvalidity_change_requests_resync_of_the_folder(mail_user, instance) -
     assert add_account(mail_user, "work", ["--folders", "Projects"]) == 0
     first = tick(instance, None)
     assert requested(first) == ["work|2026-11-20"]
+    assert materialize_partitions(instance, "work", [DAY])[0].success
     client = mail_user.server.connect(mail_user.name)
     client.delete("Projects")
     client.logout()
-    mail_user.append(
-        [(message("p", "p"), utc(DAY)), (message("q", "q"), utc(DAY - dt.timedelta(days=5)))], folder="Projects"
-    )
+    # Recreated without the 20th's message: that stored day must be resynced (and emptied) too.
+    mail_user.append([(message("q", "q"), utc(DAY - dt.timedelta(days=5)))], folder="Projects")
     resync = tick(instance, first.cursor)
     assert requested(resync) == ["work|2026-11-15", "work|2026-11-20"]
 

@@ -56,6 +56,7 @@ def mailbox_highwater_sensor(
     started = time.monotonic()
     box = credentials.secret_box() if accounts else None
     slots = ConnectionSlots(mail_store.url())
+    store = mail_store.messages()
     for account in accounts:
         if time.monotonic() - started > TICK_BUDGET_SECONDS:
             context.log.warning("tick budget spent; remaining accounts are checked next tick")
@@ -70,7 +71,10 @@ def mailbox_highwater_sensor(
             continue
         cursor[account.name] = change.marks
         marks = hashlib.sha256(json.dumps(change.marks, sort_keys=True).encode()).hexdigest()[:16]
-        for day in sorted(change.days):
+        days = set(change.days)
+        for folder in change.resynced_folders:  # stored days of a folder whose UIDs are void
+            days |= store.location_days(account.name, folder)
+        for day in sorted(days):
             if not window.keeps(day):
                 continue
             run_requests.append(

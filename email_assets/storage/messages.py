@@ -109,6 +109,15 @@ class MessageStore:
             )
             return {(uidvalidity, uid) for uidvalidity, uid in rows}
 
+    def location_days(self, account: str, folder: str) -> set[dt.date]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(message_locations.c.day)
+                .where(message_locations.c.account == account, message_locations.c.folder == folder)
+                .distinct()
+            )
+            return {dt.date.fromisoformat(day) for (day,) in rows}
+
     def reconcile_folder_day(self, account: str, folder: str, day: dt.date, present: set[tuple[int, int]]) -> int:
         """Drop locations of this folder and day not on the server; then orphaned messages."""
         iso = day.isoformat()
