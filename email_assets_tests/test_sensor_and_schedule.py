@@ -103,3 +103,20 @@ def test_schedule_requests_today_and_yesterday_for_every_account(instance) -> No
         "work|2026-11-25",
     ]
     assert len({r.run_key for r in requests}) == 4
+
+
+def test_instance_config_caps_runs_per_account_and_chroma_writers(instance, mail_user) -> None:
+    """The project's dagster.yaml, as loaded by the instance the runs go through."""
+    from email_assets.definitions import defs
+
+    assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+    config = instance.get_concurrency_config()
+    assert {"key": "dagster/partition/account", "value": {"applyLimitPerUniqueValue": True}, "limit": 2} in (
+        config.run_queue_config.tag_concurrency_limits
+    )
+    assert config.pool_config.default_pool_limit == 1
+    assert defs.get_assets_def("email_embeddings").op.pool == "chroma_writer"
+    mail_user.append([(message("a", "a"), utc(DAY))])
+    assert add_account(mail_user, "work") == 0
+    [result] = materialize_partitions(instance, "work", [DAY])
+    assert instance.get_run_by_id(result.run_id).tags["dagster/partition/account"] == "work"
