@@ -128,3 +128,27 @@ def test_core_modules_do_not_import_dagster() -> None:
     code = f"import sys\nfor m in {core!r}: __import__(m)\nprint('dagster' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_stored_datetimes_come_back_aware_utc_whatever_the_local_zone(tmp_path, monkeypatch) -> None:
+    import time
+
+    import sqlalchemy as sa
+
+    from email_assets.mail.imap import FetchedMessage
+    from email_assets.storage.messages import MessageStore
+    from email_assets.storage.tables import raw_messages
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        store = MessageStore(f"sqlite:///{tmp_path / 'tz.sqlite'}")
+        moment = dt.datetime(2026, 11, 20, 23, 30, tzinfo=dt.timezone(dt.timedelta(hours=-2)))  # 01:30 UTC, 21st
+        store.save_fetched("a", [FetchedMessage("INBOX", 1, 1, moment, (), 3, b"abc")], None)
+        with store.engine.connect() as connection:
+            stored = connection.execute(sa.select(raw_messages.c.internaldate, raw_messages.c.day)).one()
+        assert stored.internaldate == moment and stored.internaldate.tzinfo == dt.UTC
+        assert stored.day == "2026-11-21"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

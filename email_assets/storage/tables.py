@@ -7,7 +7,33 @@ and the Dagster run id, which is what `email-assets trace` follows back.
 
 from __future__ import annotations
 
+import datetime as dt
+from typing import Any
+
 import sqlalchemy as sa
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """Aware UTC datetimes in, aware UTC datetimes out, on every backend.
+
+    SQLite keeps no time zone and hands back naive values, which Python would then read
+    as local time: a message's INTERNALDATE could move to another day on a machine that
+    is not on UTC.
+    """
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
 
 metadata = sa.MetaData()
 
@@ -25,10 +51,10 @@ accounts = sa.Table(
     sa.Column("encrypted_secret", sa.LargeBinary, nullable=False),
     sa.Column("mechanism", sa.String(16), nullable=False, default="login"),
     sa.Column("token_source", sa.String(1024)),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
-    sa.Column("last_success_at", sa.DateTime(timezone=True)),
+    sa.Column("last_success_at", UTCDateTime()),
 )
 
 folder_state = sa.Table(
@@ -40,7 +66,7 @@ folder_state = sa.Table(
     sa.Column("highest_uid", sa.BigInteger, nullable=False),
     sa.Column("uidnext", sa.BigInteger, nullable=False),
     sa.Column("message_count", sa.Integer, nullable=False),
-    sa.Column("last_sync_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_sync_at", UTCDateTime(), nullable=False),
 )
 
 raw_messages = sa.Table(
@@ -49,12 +75,12 @@ raw_messages = sa.Table(
     sa.Column("message_key", sa.String(64), primary_key=True),
     sa.Column("account", sa.String(64), nullable=False),
     sa.Column("day", sa.String(10), nullable=False),
-    sa.Column("internaldate", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("internaldate", UTCDateTime(), nullable=False),
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("raw", sa.LargeBinary, nullable=False),
     sa.Column("run_id", sa.String(64)),
-    sa.Column("fetched_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("fetched_at", UTCDateTime(), nullable=False),
     sa.Index("ix_raw_messages_partition", "account", "day"),
 )
 
@@ -67,7 +93,7 @@ message_locations = sa.Table(
     sa.Column("uid", sa.BigInteger, primary_key=True),
     sa.Column("message_key", sa.String(64), nullable=False, index=True),
     sa.Column("day", sa.String(10), nullable=False),
-    sa.Column("internaldate", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("internaldate", UTCDateTime(), nullable=False),
     sa.Column("flags", sa.Text, nullable=False),
     sa.Column("size", sa.Integer, nullable=False),
     sa.Index("ix_message_locations_partition", "account", "day", "folder"),
@@ -86,7 +112,7 @@ parsed_emails = sa.Table(
     sa.Column("from_address", sa.Text),
     sa.Column("to_addresses", sa.JSON, nullable=False),
     sa.Column("cc_addresses", sa.JSON, nullable=False),
-    sa.Column("date", sa.DateTime(timezone=True)),
+    sa.Column("date", UTCDateTime()),
     sa.Column("date_source", sa.String(16), nullable=False),
     sa.Column("in_reply_to", sa.Text),
     sa.Column("references", sa.JSON, nullable=False),
@@ -141,5 +167,5 @@ connection_leases = sa.Table(
     sa.Column("account", sa.String(64), primary_key=True),
     sa.Column("slot", sa.Integer, primary_key=True),
     sa.Column("holder", sa.String(64), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
