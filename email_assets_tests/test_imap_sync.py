@@ -287,3 +287,32 @@ def test_server_restart_mid_run_then_next_run_completes(mail_user, store, monkey
     report = sync(mail_user, store, [DAY])
     assert report.fetched[DAY.isoformat()] == 600 - partial
     assert sorted(r["raw"] for r in rows(store, raw_messages)) == sorted(raw for raw, _ in messages)
+
+
+def test_a_failing_store_stops_the_sync_without_hanging(mail_user, store, monkeypatch) -> None:
+    mail_user.append(batch(200, DAY, size=500))
+    original = MessageStore.save_fetched
+    calls = []
+
+    def fail_on_second(self, account, fetched, run_id):  # noqa: ANN001, ANN202
+        calls.append(len(fetched))
+        if len(calls) == 2:
+            raise RuntimeError("disk full")
+        original(self, account, fetched, run_id)
+
+    monkeypatch.setattr(MessageStore, "save_fetched", fail_on_second)
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            sync(mail_user, store, [DAY], batch_size=10)
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test thread
+            outcome.append(error)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "the sync hung on a failed store"
+    assert isinstance(outcome[0], RuntimeError) and str(outcome[0]) == "disk full"
+    assert len(rows(store, raw_messages)) == 10  # the batch before the failure stays stored

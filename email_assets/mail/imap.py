@@ -320,9 +320,9 @@ class ImapSession:
                             raw=item["body"],
                         )
                     )
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
+                while len(batch) >= batch_size:  # one socket read may complete many messages
+                    yield batch[:batch_size]
+                    batch = batch[batch_size:]
         if batch:
             yield batch
 

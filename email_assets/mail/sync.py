@@ -53,11 +53,12 @@ class _BackgroundWriter:
     """Stores batches on a worker thread while the next ones are read and parsed.
 
     At most two batches wait, so memory stays bounded; a failed write surfaces at the next
-    `put` or at exit, and batches already stored stay stored (each is one transaction).
+    `put` or at exit (never a producer stuck on a full queue), and batches already stored
+    stay stored (each is one transaction).
     """
 
-    def __init__(self, sink: RawMessageSink, account: str, run_id: str | None) -> None:
-        self._sink, self._account, self._run_id = sink, account, run_id
+    def __init__(self, sink: RawMessageSink, account: str, run_id: str | None, progress: Callable[[int], None]) -> None:
+        self._sink, self._account, self._run_id, self._progress = sink, account, run_id, progress
         self._queue: asyncio.Queue[list[FetchedMessage] | None] = asyncio.Queue(maxsize=2)
         self.saved: list[tuple[dt.date, int, int, int]] = []  # (UTC day, UIDVALIDITY, UID, bytes)
         self._task: asyncio.Task[None] | None = None
@@ -68,11 +69,17 @@ class _BackgroundWriter:
             self.saved.extend(
                 (utc_day(message.internaldate), message.uidvalidity, message.uid, len(message.raw)) for message in batch
             )
+            self._progress(len(self.saved))
 
-    async def put(self, batch: list[FetchedMessage]) -> None:
-        if self._task is not None and self._task.done():
-            self._task.result()
-        await self._queue.put(batch)
+    async def put(self, batch: list[FetchedMessage] | None) -> None:
+        assert self._task is not None
+        if not self._task.done():
+            queued = asyncio.ensure_future(self._queue.put(batch))
+            await asyncio.wait({queued, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            if queued.done():
+                return
+            queued.cancel()
+        self._task.result()  # the writer failed: raise its error here
 
     async def __aenter__(self) -> _BackgroundWriter:
         self._task = asyncio.create_task(self._drain())
@@ -80,12 +87,13 @@ class _BackgroundWriter:
 
     async def __aexit__(self, exc_type: object, *exc: object) -> None:
         assert self._task is not None
-        await self._queue.put(None)  # store what arrived, even when the fetch broke off
-        if exc_type is None:
-            await self._task
-        else:
+        if exc_type is not None:  # store what arrived, then let the fetch error through
             with contextlib.suppress(Exception):
+                await self.put(None)
                 await self._task
+            return
+        await self.put(None)
+        await self._task
 
 
 def utc_day(moment: dt.datetime) -> dt.date:
@@ -134,7 +142,12 @@ async def sync_days(
                 to_fetch.append(item.uid)
         to_fetch.sort()
         progress(f"{folder}: {len(candidates)} in window, {len(to_fetch)} to fetch")
-        async with _BackgroundWriter(sink, account, run_id) as writer:
+
+        def stored(count: int, folder: str = folder, total: int = len(to_fetch)) -> None:
+            if count % (batch_size * 10) < batch_size or count == total:  # every ~10 batches
+                progress(f"{folder}: {count}/{total} stored")
+
+        async with _BackgroundWriter(sink, account, run_id, stored) as writer:
             async for batch in session.fetch_messages(folder, status.uidvalidity, to_fetch, batch_size):
                 await writer.put(batch)
         for day, uidvalidity, uid, size in writer.saved:
