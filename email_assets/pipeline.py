@@ -29,7 +29,7 @@ from email_assets.parallel import CoreMap
 from email_assets.storage.accounts import Account
 from email_assets.storage.connection_slots import ConnectionSlots
 from email_assets.storage.messages import MessageStore
-from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails, raw_messages
+from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails
 from email_assets.storage.vectors import VectorStore
 
 WRITE_BATCH = 200
@@ -214,8 +214,15 @@ def embed_partition(
     report = StepReport()
     model = embedder.model_name
     code_version = embedding_code_version(embedder)
-    texts = {row["message_key"]: row["text"] for row in store.rows_in_partition(cleaned_texts, account, day)}
-    parsed_rows = {row["message_key"]: dict(row) for row in store.rows_in_partition(parsed_emails, account, day)}
+    texts = {
+        row["message_key"]: row["text"]
+        for row in store.rows_in_partition(cleaned_texts, account, day, columns=("message_key", "text"))
+    }
+    header_columns = ("message_key", "message_id", "subject", "from_address", "from_name", "date")
+    parsed_rows = {
+        row["message_key"]: dict(row)
+        for row in store.rows_in_partition(parsed_emails, account, day, columns=header_columns)
+    }
     wanted: dict[str, dict[str, Any]] = {}
     for key, text in texts.items():
         parsed = parsed_rows.get(key, {"message_key": key})
@@ -269,14 +276,6 @@ def embed_partition(
     report.failures = sum(1 for key, text in texts.items() if text and key not in chunked_messages)
     report.extra["chunks"] = len(wanted)
     return report
-
-
-def partition_bytes(store: MessageStore, account: str, day: str) -> int:
-    return store.partition_bytes(account, day)
-
-
-def raw_count(store: MessageStore, account: str, day: str) -> int:
-    return store.count(raw_messages, account, day)
 
 
 def purge_before(store: MessageStore, vectors: VectorStore | None, cutoff_day: str) -> dict[str, int]:

@@ -19,6 +19,7 @@ from email_assets.errors import UserError
 from email_assets.mail.chunking import CHUNKER_VERSION
 from email_assets.mail.cleaning import CLEANER_VERSION
 from email_assets.mail.parsing import PARSER_VERSION
+from email_assets.storage.tables import raw_messages as raw_messages_table
 
 SYNC_VERSION = "sync-1"
 GROUP = "email"
@@ -82,7 +83,7 @@ def raw_messages(
         failures, removed = report.failures[day], report.removed[day]
     else:
         context.log.info(f"{day} is outside the {window.days}-day retention window: nothing fetched")
-    messages = pipeline.raw_count(store, account_name, day)
+    messages = store.count(raw_messages_table, account_name, day)
     return dg.MaterializeResult(
         metadata={
             "messages": messages,
@@ -90,7 +91,7 @@ def raw_messages(
             "fetched": fetched,
             "bytes": transferred,
             "removed": removed,
-            "stored_bytes": pipeline.partition_bytes(store, account_name, day),
+            "stored_bytes": store.partition_bytes(account_name, day),
         },
         check_results=checks.raw_check_results(store, account_name, day, failures),
     )

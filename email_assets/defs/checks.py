@@ -105,7 +105,7 @@ def parsed_check_results(store: MessageStore, account: str, day: str, report: St
 
 def cleaned_check_results(store: MessageStore, account: str, day: str, report: StepReport) -> list[dg.AssetCheckResult]:
     leftovers = []
-    for row in store.rows_in_partition(cleaned_texts, account, day):
+    for row in store.rows_in_partition(cleaned_texts, account, day, columns=("message_key", "text")):
         if _LEFTOVER_TAG.search(row["text"]) or _LEFTOVER_BASE64.search(row["text"]):
             leftovers.append(row["message_key"])
     parsed = store.count(parsed_emails, account, day)

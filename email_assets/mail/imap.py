@@ -260,26 +260,21 @@ class ImapSession:
             int(exists.group(1)) if exists else 0,
         )
 
-    async def search_uids(self, since: dt.date, before: dt.date) -> list[int]:
-        """UIDs whose INTERNALDATE falls in [since, before) in the *server's* time zone."""
-        response = await self._check(
-            await self._client.uid_search(f"SINCE {imap_date(since)} BEFORE {imap_date(before)}", charset=None),
-            "SEARCH",
-        )
-        uids: list[int] = []
+    async def _uid_search(self, criteria: str) -> list[int]:
+        response = await self._check(await self._client.uid_search(criteria, charset=None), "SEARCH")
+        uids: set[int] = set()
         for line in response.lines[:-1]:  # the last line is the tagged completion text
             if isinstance(line, bytes):
-                uids.extend(int(uid) for uid in line.split() if uid.isdigit())
-        return sorted(set(uids))
+                uids.update(int(uid) for uid in line.split() if uid.isdigit())
+        return sorted(uids)
+
+    async def search_uids(self, since: dt.date, before: dt.date) -> list[int]:
+        """UIDs whose INTERNALDATE falls in [since, before) in the *server's* time zone."""
+        return await self._uid_search(f"SINCE {imap_date(since)} BEFORE {imap_date(before)}")
 
     async def search_uids_from(self, first_uid: int) -> list[int]:
         """UIDs >= first_uid. `N:*` always matches the highest UID, so filter it."""
-        response = await self._check(await self._client.uid_search(f"UID {first_uid}:*", charset=None), "SEARCH")
-        uids: set[int] = set()
-        for line in response.lines[:-1]:
-            if isinstance(line, bytes):
-                uids.update(int(uid) for uid in line.split() if uid.isdigit())
-        return sorted(uid for uid in uids if uid >= first_uid)
+        return [uid for uid in await self._uid_search(f"UID {first_uid}:*") if uid >= first_uid]
 
     async def message_dates(self, uids: Sequence[int]) -> list[MessageDate]:
         """INTERNALDATE and size of the given UIDs, without bodies."""

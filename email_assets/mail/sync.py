@@ -154,10 +154,12 @@ async def sync_days(
             present.setdefault(day, set()).add((uidvalidity, uid))
             report.add(report.fetched, day, 1)
             report.add(report.bytes, day, size)
+        # Asked for but not served: a failure if the server still has it (an inner-day UID
+        # is dated only now, with one more batched FETCH), not if it was expunged meanwhile.
         received = {uid for day_set in present.values() for _, uid in day_set}
-        for item in dates:
-            day = utc_day(item.internaldate)
-            if day in wanted and item.uid not in received:
+        missing = [uid for uid in to_fetch if uid not in received]
+        for item in await session.message_dates(missing) if missing else []:
+            if (day := utc_day(item.internaldate)) in wanted:
                 report.add(report.failures, day, 1)
         for day in days:
             report.add(report.on_server, day, len(present[day]))

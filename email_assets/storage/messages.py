@@ -245,10 +245,17 @@ class MessageStore:
             return {row[0]: tuple(row[1:]) for row in rows}
 
     def rows_in_partition(
-        self, table: sa.Table, account: str, day: str, keys: Iterable[str] | None = None
+        self,
+        table: sa.Table,
+        account: str,
+        day: str,
+        keys: Iterable[str] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> Iterator[sa.RowMapping]:
+        """A partition's rows (only `columns` when given: bodies are large), optionally of `keys`."""
         with self.engine.connect() as connection:
-            query = sa.select(table).where(table.c.account == account, table.c.day == day)
+            selected = [table.c[name] for name in columns] if columns else [table]
+            query = sa.select(*selected).where(table.c.account == account, table.c.day == day)
             if keys is None:
                 yield from connection.execute(query).mappings()
                 return
