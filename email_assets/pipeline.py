@@ -21,7 +21,7 @@ from email_assets.errors import AccountError
 from email_assets.mail.chunking import CHUNKER_VERSION, chunk_text
 from email_assets.mail.cleaning import CLEANER_VERSION, clean_email
 from email_assets.mail.fetch_stream import FetchStreamError
-from email_assets.mail.imap import FETCH_BATCH_SIZE, connect
+from email_assets.mail.imap import FETCH_BATCH_SIZE, connect, without_secret
 from email_assets.mail.keys import chunk_id
 from email_assets.mail.parsing import PARSER_VERSION, parse_message
 from email_assets.mail.sync import SyncReport, sync_days
@@ -76,7 +76,7 @@ def sync_account_days(
         with ConnectionSlots(store.url).hold(account.name, account.max_connections, slot_wait_seconds):
             return asyncio.run(run())
     except (TimeoutError, aioimaplib.AioImapException, FetchStreamError, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = without_secret(str(error).splitlines()[0] if str(error) else type(error).__name__, secret)
         raise AccountError(f"IMAP session with {account.endpoint().describe()} failed: {reason[:200]}") from None
 
 

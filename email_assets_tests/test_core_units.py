@@ -152,3 +152,21 @@ def test_stored_datetimes_come_back_aware_utc_whatever_the_local_zone(tmp_path, 
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_library_error_text_loses_the_secret() -> None:
+    """aioimaplib's Abort for an unexpected reply quotes the pending command, LOGIN included."""
+    import asyncio
+
+    import aioimaplib
+
+    from email_assets.mail.imap import without_secret
+
+    loop = asyncio.new_event_loop()
+    try:
+        command = aioimaplib.Command("LOGIN", "A1", "ana", '"hunter2-secret"', loop=loop)
+    finally:
+        loop.close()
+    error = aioimaplib.Abort(f"unexpected tagged response with pending sync command ({command}) response: x")
+    assert "hunter2-secret" in str(error)
+    assert "hunter2-secret" not in without_secret(str(error), "hunter2-secret")

@@ -336,6 +336,12 @@ class _RetryableError(Exception):
     """A failure worth another try after a pause: refused/reset connection, connection limit."""
 
 
+def without_secret(text: str, secret: str) -> str:
+    """Library errors can quote the command they were running (aioimaplib's Abort shows a
+    pending LOGIN with its arguments): no such text leaves this module with the secret."""
+    return text.replace(secret, "***") if secret else text
+
+
 def is_connection_limit(text: str) -> bool:
     """Providers say "too many connections" in several ways (RFC 5530 [LIMIT], Gmail, Dovecot)."""
     lowered = text.lower()
@@ -414,7 +420,9 @@ class connect:  # noqa: N801 - used as `async with connect(...)`, like a functio
         except (TimeoutError, OSError, aioimaplib.AioImapException) as error:
             await self._close()
             reason = type(error).__name__ if isinstance(error, TimeoutError) else str(error) or type(error).__name__
-            raise AccountError(f"cannot connect to {endpoint.describe()}: {reason}") from None
+            raise AccountError(
+                f"cannot connect to {endpoint.describe()}: {without_secret(reason, self._secret)}"
+            ) from None
         if response.result != "OK":
             await self._close()
             answer = _first_line(response)
