@@ -5,8 +5,9 @@ timer reset per line, and only hands the response over when the command complete
 10,000-message FETCH is held whole in memory and costs ~6x a bare imaplib read. For the
 one command that moves nearly all the bytes, this reader borrows the connection's
 transport (`transport.set_protocol`), scans a byte buffer for literals, and hands each
-message over as soon as it is complete; the connection goes back to aioimaplib when the
-tagged completion arrives. Everything else (login, SELECT, SEARCH, STATUS) stays on
+message over as soon as it is complete, as its response text and its literal, copied once
+out of the buffer; the connection goes back to aioimaplib when the tagged completion
+arrives. Everything else (login, SELECT, SEARCH, STATUS) stays on
 aioimaplib.
 """
 
@@ -22,6 +23,11 @@ _COMPACT_AT = 1 << 20
 # slow store bounds memory instead of buffering a whole day.
 _PAUSE_ABOVE = 64  # reads (of up to 256 KB each) waiting to be taken
 _RESUME_BELOW = 16
+
+
+FetchResponse = tuple[bytes, bytes | None]
+"""One message's FETCH response: its text ("5 FETCH (UID 9 ... BODY[] ... )", the literal
+left out) and its one literal, if it has one."""
 
 
 class FetchStreamError(Exception):
@@ -40,14 +46,14 @@ class _Reader(asyncio.Protocol):
         self._header: bytes | None = None  # the text before the literal of the current message
         self._literal: bytes | None = None
         self._need = 0
-        self._completed = []
+        self._completed: list[FetchResponse] = []
         self._final: Exception | bool | None = None
         self._final_sent = False
         self.done = False
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        self._completed: list[list] = []
+        self._completed = []
         self._parse()
         if self._completed:  # one hand-over per read, not per message
             self._queue.put_nowait(self._completed)
@@ -97,10 +103,10 @@ class _Reader(asyncio.Protocol):
                     if self._need == 0:
                         self._literal = b""
                 else:  # a FETCH without a literal (dates only, or a flag update): complete as it is
-                    self._completed.append([line[2:-2]])
+                    self._completed.append((line[2:-2], None))
             return  # other untagged data (EXISTS, EXPUNGE...) does not concern this read
         # The line after a literal closes the message, possibly with more items first.
-        self._completed.append([self._header, bytearray(self._literal or b""), line[:-2]])
+        self._completed.append((self._header + b" " + line[:-2], self._literal))
         self._header, self._literal = None, None
         if not self.paused and self._queue.qsize() > _PAUSE_ABOVE:
             self.paused = True
@@ -112,9 +118,9 @@ class _Reader(asyncio.Protocol):
             self._transport.resume_reading()
 
 
-async def stream_fetch(protocol, command: str, timeout: float) -> AsyncIterator[list[list]]:  # noqa: ANN001
+async def stream_fetch(protocol, command: str, timeout: float) -> AsyncIterator[list[FetchResponse]]:  # noqa: ANN001
     """Send `UID FETCH ...` on aioimaplib's connection and yield, per socket read, the
-    messages completed by it, each as lines of the shape aioimaplib returns."""
+    messages completed by it."""
     transport = protocol.transport
     tag = protocol.new_tag()
     queue: asyncio.Queue = asyncio.Queue()

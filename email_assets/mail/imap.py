@@ -15,6 +15,7 @@ import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aioimaplib
 
@@ -28,12 +29,8 @@ FETCH_BATCH_SIZE = 500  # messages per store transaction
 UIDS_PER_FETCH_COMMAND = 5000  # keeps the command line well under servers' 8-64 KB limits
 EXCLUDED_SPECIAL_USE = {"\\Junk", "\\Trash"}
 
-_FETCH_START = re.compile(rb"^(\d+) FETCH \(")
-_LITERAL_AT_END = re.compile(rb"\{(\d+)\}$")
-_UID = re.compile(rb"\bUID (\d+)")
-_SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
-_INTERNALDATE = re.compile(rb'\bINTERNALDATE "([^"]+)"')
-_FLAGS = re.compile(rb"\bFLAGS \(([^)]*)\)")
+_FETCH_ITEM = re.compile(rb'\b(UID|RFC822\.SIZE) (\d+)|\bINTERNALDATE "([^"]+)"|\bFLAGS \(([^)]*)\)')
+_NUMBER_ITEMS = {b"UID": "uid", b"RFC822.SIZE": "size"}
 _STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
 _LIST_LINE = re.compile(rb'^\(([^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (.+)$')
 
@@ -141,40 +138,21 @@ def uid_set(uids: Iterable[int]) -> str:
     return ",".join(ranges)
 
 
-def parse_fetch_lines(lines: Sequence[bytes | bytearray]) -> list[dict]:
-    """Split aioimaplib FETCH response lines into one dict per message.
+def parse_fetch_response(text: bytes, body: bytes | None = None) -> dict[str, Any] | None:
+    """The items of one FETCH response (its text, literal left out), in one regex pass.
 
-    aioimaplib hands back the text before a literal, the literal itself (a bytearray) and
-    the text after it; items may come in any order around the literal.
+    None for a response without a UID: an unsolicited FLAGS update, not an answer.
     """
-    records: list[dict] = []
-    current: dict | None = None
-    for line in lines:
-        if isinstance(line, bytearray):
-            if current is not None:
-                current["body"] = bytes(line)
-            continue
-        start = _FETCH_START.match(line)
-        if start:
-            current = {"text": line}
-            records.append(current)
-        elif current is not None:
-            current["text"] += b" " + line
-    messages = []
-    for record in records:
-        text = record["text"]
-        uid = _UID.search(text)
-        if uid is None:
-            continue  # unsolicited FLAGS update without a UID
-        message = {"uid": int(uid.group(1)), "body": record.get("body")}
-        if (size := _SIZE.search(text)) is not None:
-            message["size"] = int(size.group(1))
-        if (date := _INTERNALDATE.search(text)) is not None:
-            message["internaldate"] = parse_internaldate(date.group(1))
-        if (flags := _FLAGS.search(text)) is not None:
-            message["flags"] = tuple(flags.group(1).decode("ascii", "replace").split())
-        messages.append(message)
-    return messages
+    items: dict[str, Any] = {"body": body}
+    for match in _FETCH_ITEM.finditer(text):
+        name, number, date, flags = match.groups()
+        if number is not None:
+            items[_NUMBER_ITEMS[name]] = int(number)
+        elif date is not None:
+            items["internaldate"] = parse_internaldate(date)
+        elif flags is not None:
+            items["flags"] = tuple(flags.decode("ascii", "replace").split())
+    return items if "uid" in items else None
 
 
 def _quoted(value: str) -> str:
@@ -284,8 +262,9 @@ class ImapSession:
                 f"UID FETCH {uid_set(uids[start : start + UIDS_PER_FETCH_COMMAND])} (UID INTERNALDATE RFC822.SIZE)"
             )
             async for completed in stream_fetch(self._client.protocol, command, self._endpoint.timeout):
-                for item in parse_fetch_lines([line for lines in completed for line in lines]):
-                    if "internaldate" in item:
+                for text, _ in completed:
+                    item = parse_fetch_response(text)
+                    if item is not None and "internaldate" in item:
                         dates.append(MessageDate(item["uid"], item["internaldate"], item.get("size", 0)))
         return dates
 
@@ -301,8 +280,9 @@ class ImapSession:
                 "(UID INTERNALDATE FLAGS RFC822.SIZE BODY.PEEK[])"
             )
             async for completed in stream_fetch(self._client.protocol, command, self._endpoint.timeout):
-                for item in parse_fetch_lines([line for lines in completed for line in lines]):
-                    if item.get("body") is None or "internaldate" not in item:
+                for text, body in completed:
+                    item = parse_fetch_response(text, body)
+                    if item is None or body is None or "internaldate" not in item:
                         continue
                     batch.append(
                         FetchedMessage(
@@ -311,8 +291,8 @@ class ImapSession:
                             uid=item["uid"],
                             internaldate=item["internaldate"],
                             flags=item.get("flags", ()),
-                            size=item.get("size", len(item["body"])),
-                            raw=item["body"],
+                            size=item.get("size", len(body)),
+                            raw=body,
                         )
                     )
                 while len(batch) >= batch_size:  # one socket read may complete many messages
