@@ -11,7 +11,7 @@ import pytest
 from email_assets.credentials import SecretBox, generate_key
 from email_assets.errors import ConfigurationError
 from email_assets.mail.chunking import chunk_text, regex_token_offsets
-from email_assets.mail.imap import imap_date, parse_fetch_lines, parse_internaldate, uid_set
+from email_assets.mail.imap import imap_date, parse_fetch_response, parse_internaldate, uid_set
 from email_assets.mail.keys import chunk_id, content_sha256, message_key
 from email_assets.mail.mailbox_names import decode_mailbox_name, encode_mailbox_name
 from email_assets.settings import RetentionWindow
@@ -36,15 +36,10 @@ def test_imap_dates() -> None:
     assert parse_internaldate(b"20-Nov-2026 23:30:00 -0200") == dt.datetime(2026, 11, 21, 1, 30, tzinfo=dt.UTC)
 
 
-def test_parse_fetch_lines_handles_items_after_the_literal_and_flag_updates() -> None:
-    lines = [
-        b'1 FETCH (UID 5 INTERNALDATE "20-Nov-2026 10:00:00 +0000" RFC822.SIZE 4 BODY[] {4}',
-        bytearray(b"abcd"),
-        b" FLAGS (\\Seen))",
-        b"2 FETCH (FLAGS (\\Deleted))",  # unsolicited update: no UID, ignored
-        b"Fetch completed.",
-    ]
-    [item] = parse_fetch_lines(lines)
+def test_parse_fetch_response_reads_items_on_both_sides_of_the_literal() -> None:
+    text = b'1 FETCH (UID 5 INTERNALDATE "20-Nov-2026 10:00:00 +0000" RFC822.SIZE 4 BODY[]  FLAGS (\\Seen))'
+    assert parse_fetch_response(b"2 FETCH (FLAGS (\\Deleted))") is None  # unsolicited update: no UID
+    item = parse_fetch_response(text, b"abcd")
     assert item == {
         "uid": 5,
         "body": b"abcd",
@@ -170,3 +165,44 @@ def test_library_error_text_loses_the_secret() -> None:
     error = aioimaplib.Abort(f"unexpected tagged response with pending sync command ({command}) response: x")
     assert "hunter2-secret" in str(error)
     assert "hunter2-secret" not in without_secret(str(error), "hunter2-secret")
+
+
+def test_sqlite_fast_upsert_stores_what_sqlalchemy_would(tmp_path) -> None:
+    import sqlalchemy as sa
+
+    from email_assets.storage.database import engine_for, upsert
+    from email_assets.storage.tables import parsed_emails
+
+    engine = engine_for(f"sqlite:///{tmp_path / 'upsert.sqlite'}")
+    row = {
+        "message_key": "k1",
+        "account": "a",
+        "day": "2026-11-20",
+        "raw_sha256": "s",
+        "subject": "Grüße",
+        "to_addresses": [{"name": "Zoë", "address": "z@example.org"}],
+        "cc_addresses": [],
+        "date": dt.datetime(2026, 11, 20, 23, 30, 1, 250, tzinfo=dt.timezone(dt.timedelta(hours=-2))),
+        "date_source": "header",
+        "references": ["<a@b>"],
+        "attachments": [],
+        "defects": [],
+        "code_version": "v1",
+    }
+    reference = {**row, "message_key": "k2"}
+    with engine.begin() as connection:
+        upsert(connection, parsed_emails, [row])
+        connection.execute(sa.insert(parsed_emails), reference)  # SQLAlchemy's own insert
+        upsert(connection, parsed_emails, [{**row, "subject": "ignored"}], update=False)
+        stored_text = connection.exec_driver_sql(
+            'SELECT message_key, date, to_addresses, "references" FROM parsed_emails ORDER BY message_key'
+        ).all()
+        [back] = connection.execute(sa.select(parsed_emails).where(parsed_emails.c.message_key == "k1")).mappings()
+    assert stored_text[0][1:] == stored_text[1][1:]  # byte-for-byte what SQLAlchemy writes
+    assert {name: back[name] for name in row} == {**row, "date": row["date"].astimezone(dt.UTC)}
+    with engine.begin() as connection:
+        upsert(connection, parsed_emails, [{**row, "subject": "updated"}])
+        assert (
+            connection.execute(sa.select(parsed_emails.c.subject).where(parsed_emails.c.message_key == "k1")).scalar()
+            == "updated"
+        )
