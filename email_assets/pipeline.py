@@ -84,10 +84,12 @@ def sync_account_days(
         raise AccountError(f"IMAP session with {account.endpoint().describe()} failed: {reason[:200]}") from None
 
 
-def _parse_row(item: tuple[str, str, bytes, dt.datetime]) -> dict[str, Any]:
-    key, sha256, raw, internaldate = item
+def _parse_row(item: tuple[str, str, bytes, dt.datetime, str | None]) -> dict[str, Any]:
+    key, sha256, raw, internaldate, server_thread_id = item
     row = parse_message(raw, internaldate).as_row()
     row.update(message_key=key, raw_sha256=sha256, code_version=PARSER_VERSION)
+    if server_thread_id:  # the server's threading (Gmail's conversations) over our References guess
+        row["thread_id"] = server_thread_id
     return row
 
 
@@ -141,7 +143,7 @@ def parse_partition(store: MessageStore, account: str, day: str, run_id: str | N
     report.reused = len(raw_keys) - len(stale)
     report.removed = store.delete_messages(parsed_emails, set(parsed_versions) - set(raw_keys))
     work = (
-        (raw["message_key"], raw["sha256"], raw["raw"], raw["internaldate"])
+        (raw["message_key"], raw["sha256"], raw["raw"], raw["internaldate"], raw["server_thread_id"])
         for raw in store.raw_in_partition(account, day)
         if raw["message_key"] in stale
     )

@@ -49,6 +49,7 @@ def trace_chunk(chunk_id: str) -> dict[str, Any]:
             "size": raw.get("size"),
             "internaldate": raw.get("internaldate"),
             "fetched_by_run": raw.get("run_id"),
+            "server_id": raw.get("server_id"),
             "preview": raw_bytes[:RAW_PREVIEW_BYTES].decode("utf-8", "replace"),
         },
         "parsed": {
@@ -102,7 +103,8 @@ def format_trace(lineage: dict[str, Any]) -> str:
             for loc in lineage["locations"]
         ],
         "",
-        f"raw: {raw['size']} bytes, sha256 {raw['sha256']}, fetched by run {raw['fetched_by_run']}",
+        f"raw: {raw['size']} bytes, sha256 {raw['sha256']}, fetched by run {raw['fetched_by_run']}"
+        + (f", server id {raw['server_id']}" if raw["server_id"] else ""),
         "",
         f"parsed ({parsed['code_version']}, run {parsed['run_id']}):",
         f"  Message-ID: {parsed['message_id']}",

@@ -206,3 +206,44 @@ def test_sqlite_fast_upsert_stores_what_sqlalchemy_would(tmp_path) -> None:
             connection.execute(sa.select(parsed_emails.c.subject).where(parsed_emails.c.message_key == "k1")).scalar()
             == "updated"
         )
+
+
+def test_parse_fetch_response_reads_gmail_and_rfc8474_ids() -> None:
+    gmail = parse_fetch_response(b"3 FETCH (UID 7 X-GM-MSGID 1278455344230334865 X-GM-THRID 1266894439832287888)")
+    assert gmail is not None
+    assert (gmail["server_id"], gmail["thread_id"]) == ("1278455344230334865", "1266894439832287888")
+    objectid = parse_fetch_response(b"3 FETCH (UID 7 EMAILID (M6d99ac3275bb4e) THREADID (T64b478a75b7ea9bd))")
+    assert objectid is not None
+    assert (objectid["server_id"], objectid["thread_id"]) == ("M6d99ac3275bb4e", "T64b478a75b7ea9bd")
+    unthreaded = parse_fetch_response(b"3 FETCH (UID 7 EMAILID (M6d99ac3275bb4e) THREADID NIL)")
+    assert unthreaded is not None and "thread_id" not in unthreaded
+
+
+def test_database_from_an_earlier_release_gains_the_new_columns(tmp_path) -> None:
+    import sqlalchemy as sa
+
+    from email_assets.storage.database import engine_for
+
+    path = tmp_path / "old.sqlite"
+    old = sa.create_engine(f"sqlite:///{path}")
+    with old.begin() as connection:  # raw_messages as the previous release made it
+        connection.exec_driver_sql(
+            "CREATE TABLE raw_messages (message_key VARCHAR(64) PRIMARY KEY, account VARCHAR(64) NOT NULL, "
+            "day VARCHAR(10) NOT NULL, internaldate DATETIME NOT NULL, size INTEGER NOT NULL, "
+            "sha256 VARCHAR(64) NOT NULL, raw BLOB NOT NULL, run_id VARCHAR(64), fetched_at DATETIME NOT NULL)"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO raw_messages VALUES ('k', 'a', '2026-11-20', '2026-11-20 10:00:00.000000', 1, 's', x'61', "
+            "NULL, '2026-11-20 10:00:00.000000')"
+        )
+    old.dispose()
+    engine = engine_for(f"sqlite:///{path}")
+    inspector = sa.inspect(engine)
+    assert {"server_id", "server_thread_id"} <= {column["name"] for column in inspector.get_columns("raw_messages")}
+    assert "ix_raw_messages_server_id" in {index["name"] for index in inspector.get_indexes("raw_messages")}
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT message_key, raw, server_id FROM raw_messages").one() == (
+            "k",
+            b"a",
+            None,
+        )

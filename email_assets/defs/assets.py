@@ -61,7 +61,7 @@ def raw_messages(
     store = mail_store.messages()
     accounts = mail_store.accounts()
     window = settings.RetentionWindow(settings.retention_days())
-    fetched = transferred = failures = removed = 0
+    fetched = transferred = failures = removed = linked = 0
     if window.keeps(dt.date.fromisoformat(day)):
         try:
             account = accounts.get(account_name)
@@ -80,7 +80,7 @@ def raw_messages(
             raise dg.Failure(description=str(error)) from None
         accounts.record_success(account_name)
         fetched, transferred = report.fetched[day], report.bytes[day]
-        failures, removed = report.failures[day], report.removed[day]
+        failures, removed, linked = report.failures[day], report.removed[day], report.linked[day]
     else:
         context.log.info(f"{day} is outside the {window.days}-day retention window: nothing fetched")
     messages = store.count(raw_messages_table, account_name, day)
@@ -89,6 +89,7 @@ def raw_messages(
             "messages": messages,
             "failures": failures,
             "fetched": fetched,
+            "linked_by_server_id": linked,
             "bytes": transferred,
             "removed": removed,
             "stored_bytes": store.partition_bytes(account_name, day),

@@ -29,8 +29,14 @@ FETCH_BATCH_SIZE = 500  # messages per store transaction
 UIDS_PER_FETCH_COMMAND = 5000  # keeps the command line well under servers' 8-64 KB limits
 EXCLUDED_SPECIAL_USE = {"\\Junk", "\\Trash"}
 
-_FETCH_ITEM = re.compile(rb'\b(UID|RFC822\.SIZE) (\d+)|\bINTERNALDATE "([^"]+)"|\bFLAGS \(([^)]*)\)')
+_FETCH_ITEM = re.compile(
+    rb"\b(UID|RFC822\.SIZE|X-GM-MSGID|X-GM-THRID) (\d+)"
+    rb'|\bINTERNALDATE "([^"]+)"'
+    rb"|\bFLAGS \(([^)]*)\)"
+    rb"|\b(EMAILID|THREADID) \(([A-Za-z0-9_-]+)\)"  # RFC 8474; THREADID NIL means none
+)
 _NUMBER_ITEMS = {b"UID": "uid", b"RFC822.SIZE": "size"}
+_ID_ITEMS = {b"X-GM-MSGID": "server_id", b"X-GM-THRID": "thread_id", b"EMAILID": "server_id", b"THREADID": "thread_id"}
 _STATUS_ITEM = re.compile(rb"(UIDVALIDITY|UIDNEXT|MESSAGES) (\d+)")
 _LIST_LINE = re.compile(rb'^\(([^)]*)\) (?:"(?:[^"\\]|\\.)*"|NIL) (.+)$')
 
@@ -77,10 +83,32 @@ class FolderStatus:
 
 
 @dataclass(frozen=True)
+class ServerIds:
+    """A server's own message and thread ids, where it offers them.
+
+    A server id names the message, not its copy: Gmail gives one X-GM-MSGID to a message
+    under all its labels, and an RFC 8474 EMAILID stays with a message through COPY and
+    MOVE. Both outlive a UIDVALIDITY change. So a message already stored under its id is
+    linked to a new folder or UID without downloading its body again.
+    """
+
+    capability: str
+    message_item: str
+    thread_item: str
+
+
+GMAIL_IDS = ServerIds("X-GM-EXT-1", "X-GM-MSGID", "X-GM-THRID")
+OBJECT_IDS = ServerIds("OBJECTID", "EMAILID", "THREADID")
+
+
+@dataclass(frozen=True)
 class MessageDate:
     uid: int
     internaldate: dt.datetime
     size: int
+    flags: tuple[str, ...] = ()
+    server_id: str | None = None
+    thread_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +120,8 @@ class FetchedMessage:
     flags: tuple[str, ...]
     size: int
     raw: bytes
+    server_id: str | None = None
+    thread_id: str | None = None
 
 
 MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
@@ -145,9 +175,14 @@ def parse_fetch_response(text: bytes, body: bytes | None = None) -> dict[str, An
     """
     items: dict[str, Any] = {"body": body}
     for match in _FETCH_ITEM.finditer(text):
-        name, number, date, flags = match.groups()
+        name, number, date, flags, id_name, object_id = match.groups()
         if number is not None:
-            items[_NUMBER_ITEMS[name]] = int(number)
+            if name in _ID_ITEMS:
+                items[_ID_ITEMS[name]] = number.decode("ascii")
+            else:
+                items[_NUMBER_ITEMS[name]] = int(number)
+        elif object_id is not None:
+            items[_ID_ITEMS[id_name]] = object_id.decode("ascii")
         elif date is not None:
             items["internaldate"] = parse_internaldate(date)
         elif flags is not None:
@@ -177,6 +212,16 @@ class ImapSession:
     @property
     def capabilities(self) -> set[str]:
         return set(self._client.protocol.capabilities)
+
+    @property
+    def server_ids(self) -> ServerIds | None:
+        """Gmail's ids where offered (Gmail has no OBJECTID), else RFC 8474's, else none."""
+        capabilities = {name.upper() for name in self.capabilities}
+        return next((ids for ids in (GMAIL_IDS, OBJECT_IDS) if ids.capability in capabilities), None)
+
+    def _id_items(self) -> str:
+        ids = self.server_ids
+        return f" {ids.message_item} {ids.thread_item}" if ids else ""
 
     async def _check(self, response: aioimaplib.Response, what: str) -> aioimaplib.Response:
         if response.result != "OK":
@@ -254,18 +299,27 @@ class ImapSession:
         """UIDs >= first_uid. `N:*` always matches the highest UID, so filter it."""
         return [uid for uid in await self._uid_search(f"UID {first_uid}:*") if uid >= first_uid]
 
-    async def message_dates(self, uids: Sequence[int]) -> list[MessageDate]:
-        """INTERNALDATE and size of the given UIDs, without bodies."""
+    async def message_dates(self, uids: Sequence[int], with_ids: bool = False) -> list[MessageDate]:
+        """INTERNALDATE and size of the given UIDs, without bodies; `with_ids` adds the
+        flags and the server's ids (see `ServerIds`), where it has them."""
+        items = "UID INTERNALDATE RFC822.SIZE" + (" FLAGS" + self._id_items() if with_ids else "")
         dates: list[MessageDate] = []
         for start in range(0, len(uids), UIDS_PER_FETCH_COMMAND):
-            command = (
-                f"UID FETCH {uid_set(uids[start : start + UIDS_PER_FETCH_COMMAND])} (UID INTERNALDATE RFC822.SIZE)"
-            )
+            command = f"UID FETCH {uid_set(uids[start : start + UIDS_PER_FETCH_COMMAND])} ({items})"
             async for completed in stream_fetch(self._client.protocol, command, self._endpoint.timeout):
                 for text, _ in completed:
                     item = parse_fetch_response(text)
                     if item is not None and "internaldate" in item:
-                        dates.append(MessageDate(item["uid"], item["internaldate"], item.get("size", 0)))
+                        dates.append(
+                            MessageDate(
+                                item["uid"],
+                                item["internaldate"],
+                                item.get("size", 0),
+                                item.get("flags", ()),
+                                item.get("server_id"),
+                                item.get("thread_id"),
+                            )
+                        )
         return dates
 
     async def fetch_messages(
@@ -277,7 +331,7 @@ class ImapSession:
         for start in range(0, len(uids), UIDS_PER_FETCH_COMMAND):
             command = (
                 f"UID FETCH {uid_set(uids[start : start + UIDS_PER_FETCH_COMMAND])} "
-                "(UID INTERNALDATE FLAGS RFC822.SIZE BODY.PEEK[])"
+                f"(UID INTERNALDATE FLAGS RFC822.SIZE{self._id_items()} BODY.PEEK[])"
             )
             async for completed in stream_fetch(self._client.protocol, command, self._endpoint.timeout):
                 for text, body in completed:
@@ -293,6 +347,8 @@ class ImapSession:
                             flags=item.get("flags", ()),
                             size=item.get("size", len(body)),
                             raw=body,
+                            server_id=item.get("server_id"),
+                            thread_id=item.get("thread_id"),
                         )
                     )
                 while len(batch) >= batch_size:  # one socket read may complete many messages
@@ -388,6 +444,8 @@ class connect:  # noqa: N801 - used as `async with connect(...)`, like a functio
                 response = await client.xoauth2(self._username, self._secret)
             else:
                 response = await client.login(self._username, self._secret)
+            if response.result == "OK":  # capabilities may change once authenticated (RFC 3501 6.2.3)
+                await client.protocol.capability()
         except ssl.SSLCertVerificationError as error:
             await self._close()
             raise AccountError(

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from email_assets.mail.imap import FETCH_BATCH_SIZE, FetchedMessage, ImapSession
+from email_assets.mail.imap import FETCH_BATCH_SIZE, FetchedMessage, ImapSession, MessageDate
 
 
 class RawMessageSink(Protocol):
@@ -25,6 +25,12 @@ class RawMessageSink(Protocol):
     def known_uid_days(self, account: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, dt.date]: ...
 
     def save_fetched(self, account: str, messages: list[FetchedMessage], run_id: str | None) -> None: ...
+
+    def keys_for_server_ids(self, account: str, server_ids: list[str]) -> dict[str, str]: ...
+
+    def save_locations(
+        self, account: str, folder: str, uidvalidity: int, linked: list[tuple[MessageDate, str]]
+    ) -> None: ...
 
     def reconcile_folder_day(self, account: str, folder: str, day: dt.date, present: set[tuple[int, int]]) -> int: ...
 
@@ -44,6 +50,7 @@ class SyncReport:
     on_server: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     removed: dict[str, int] = field(default_factory=dict)
+    linked: dict[str, int] = field(default_factory=dict)  # known by server id: located, not downloaded
 
     def add(self, counter: dict[str, int], day: dt.date, amount: int) -> None:
         counter[day.isoformat()] = counter.get(day.isoformat(), 0) + amount
@@ -100,6 +107,21 @@ def utc_day(moment: dt.datetime) -> dt.date:
     return moment.astimezone(dt.UTC).date()
 
 
+async def _split_by_server_id(
+    session: ImapSession, sink: RawMessageSink, account: str, uids: list[int], wanted: set[dt.date]
+) -> tuple[list[int], list[tuple[MessageDate, str]]]:
+    """Of new UIDs on the wanted days: those to download, and those whose server id is
+    stored already (another folder or label, or an older UIDVALIDITY) with their keys.
+
+    Every new UID is dated here, even ones a SEARCH puts well inside the range: its id
+    decides whether the body is downloaded at all.
+    """
+    dates = [item for item in await session.message_dates(uids, with_ids=True) if utc_day(item.internaldate) in wanted]
+    stored = sink.keys_for_server_ids(account, sorted({item.server_id for item in dates if item.server_id}))
+    linked = [(item, stored[item.server_id]) for item in dates if item.server_id in stored]
+    return [item.uid for item in dates if item.server_id not in stored], linked
+
+
 async def sync_days(
     session: ImapSession,
     sink: RawMessageSink,
@@ -121,25 +143,31 @@ async def sync_days(
     # strictly inside a contiguous range is surely wanted: only the edges need INTERNALDATEs.
     contiguous = len(wanted) == (last - first).days + 1
     for day in days:
-        for counter in (report.fetched, report.bytes, report.on_server, report.failures, report.removed):
+        for counter in (report.fetched, report.bytes, report.on_server, report.failures, report.removed, report.linked):
             report.add(counter, day, 0)
     for folder in folders:
         status = await session.examine(folder)
         candidates = await session.search_uids(first - one_day, last + 2 * one_day)
         known = sink.known_uid_days(account, folder, status.uidvalidity, candidates)
-        inner = set(await session.search_uids(first + one_day, last)) if contiguous and len(days) >= 3 else set()
-        inner_new = [uid for uid in candidates if uid in inner and uid not in known]
-        edge = [uid for uid in candidates if uid not in known and uid not in inner]
-        dates = await session.message_dates(edge) if edge else []
         present: dict[dt.date, set[tuple[int, int]]] = {day: set() for day in days}
         for uid, day in known.items():
             if day in wanted:
                 present[day].add((status.uidvalidity, uid))
-        to_fetch: list[int] = inner_new
-        for item in dates:
-            day = utc_day(item.internaldate)
-            if day in wanted:
-                to_fetch.append(item.uid)
+        new = [uid for uid in candidates if uid not in known]
+        if session.server_ids is not None and new:
+            to_fetch, linked = await _split_by_server_id(session, sink, account, new, wanted)
+            if linked:
+                sink.save_locations(account, folder, status.uidvalidity, linked)
+            for item, _key in linked:
+                present[utc_day(item.internaldate)].add((status.uidvalidity, item.uid))
+                report.add(report.linked, utc_day(item.internaldate), 1)
+        else:
+            inner = set(await session.search_uids(first + one_day, last)) if contiguous and len(days) >= 3 else set()
+            edge = [uid for uid in new if uid not in inner]
+            to_fetch = [uid for uid in new if uid in inner]
+            for item in await session.message_dates(edge) if edge else []:
+                if utc_day(item.internaldate) in wanted:
+                    to_fetch.append(item.uid)
         to_fetch.sort()
         progress(f"{folder}: {len(candidates)} in window, {len(to_fetch)} to fetch")
 

@@ -29,12 +29,44 @@ def engine_for(url: str) -> sa.Engine:
         else:
             engine = sa.create_engine(url, pool_pre_ping=True)
         metadata.create_all(engine)
+        _add_new_columns(engine)
     except sa.exc.ArgumentError:
         raise ConfigurationError("EMAIL_ASSETS_DATABASE_URL is not a valid SQLAlchemy URL") from None
     except sa.exc.OperationalError as error:
         reason = str(error.orig).splitlines()[0] if error.orig else "connection failed"
         raise ConfigurationError(f"cannot open the database in EMAIL_ASSETS_DATABASE_URL: {reason}") from None
     return engine
+
+
+def _add_new_columns(engine: sa.Engine) -> None:
+    """Bring a database made by an earlier release up to the current tables.
+
+    Releases so far only add nullable columns and indexes, which `create_all` does not do
+    for tables that exist; a column that could not be added this way is a one-line error,
+    not a half-migrated database.
+    """
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        existing = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column for column in table.columns if column.name not in existing]
+        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        with engine.begin() as connection:
+            for column in missing:
+                if not column.nullable:
+                    raise ConfigurationError(
+                        f"table {table.name} lacks required column {column.name}: the database is from an "
+                        "incompatible release"
+                    )
+                column_type = column.type.compile(dialect=engine.dialect)
+                connection.exec_driver_sql(
+                    f"ALTER TABLE {table.name} ADD COLUMN {engine.dialect.identifier_preparer.quote(column.name)} "
+                    f"{column_type}"
+                )
+            for index in table.indexes:
+                if index.name not in indexes:
+                    index.create(connection)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

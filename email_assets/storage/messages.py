@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from email_assets.mail.imap import FetchedMessage
+from email_assets.mail.imap import FetchedMessage, MessageDate
 from email_assets.mail.keys import content_sha256, message_key
 from email_assets.storage.database import engine_for, upsert
 from email_assets.storage.tables import (
@@ -78,6 +78,8 @@ class MessageStore:
                     "raw": message.raw,
                     "run_id": run_id,
                     "fetched_at": now,
+                    "server_id": message.server_id,
+                    "server_thread_id": message.thread_id,
                 },
             )
             location_rows.append(
@@ -97,6 +99,52 @@ class MessageStore:
             # A copy already stored from another folder keeps its first bytes and run.
             upsert(connection, raw_messages, list(raw_rows.values()), update=False)
             upsert(connection, message_locations, location_rows)
+            identified = [row for row in raw_rows.values() if row["server_id"] is not None]
+            if identified:  # stored before the server's ids were known: record them now
+                connection.execute(
+                    sa.update(raw_messages)
+                    .where(raw_messages.c.message_key == sa.bindparam("key"), raw_messages.c.server_id.is_(None))
+                    .values(server_id=sa.bindparam("id"), server_thread_id=sa.bindparam("thread")),
+                    [
+                        {"key": row["message_key"], "id": row["server_id"], "thread": row["server_thread_id"]}
+                        for row in identified
+                    ],
+                )
+
+    def keys_for_server_ids(self, account: str, server_ids: list[str]) -> dict[str, str]:
+        """Stored messages of the account by server id (see `mail.imap.ServerIds`)."""
+        keys: dict[str, str] = {}
+        with self.engine.connect() as connection:
+            for batch in _batched(server_ids):
+                rows = connection.execute(
+                    sa.select(raw_messages.c.server_id, raw_messages.c.message_key).where(
+                        raw_messages.c.account == account, raw_messages.c.server_id.in_(batch)
+                    )
+                )
+                keys.update({server_id: key for server_id, key in rows})
+        return keys
+
+    def save_locations(
+        self, account: str, folder: str, uidvalidity: int, linked: list[tuple[MessageDate, str]]
+    ) -> None:
+        """New locations (UIDs) of messages already stored, each given with its message key."""
+        rows = [
+            {
+                "account": account,
+                "folder": folder,
+                "uidvalidity": uidvalidity,
+                "uid": item.uid,
+                "message_key": key,
+                "day": item.internaldate.astimezone(dt.UTC).date().isoformat(),
+                "internaldate": item.internaldate,
+                "flags": " ".join(item.flags),
+                "size": item.size,
+            }
+            for item, key in linked
+        ]
+        with self.engine.begin() as connection:
+            for start in range(0, len(rows), _IN_CLAUSE_BATCH):
+                upsert(connection, message_locations, rows[start : start + _IN_CLAUSE_BATCH])
 
     def locations_of(self, account: str, folder: str, day: dt.date) -> set[tuple[int, int]]:
         with self.engine.connect() as connection:
@@ -193,6 +241,7 @@ class MessageStore:
                         raw_messages.c.raw,
                         raw_messages.c.internaldate,
                         raw_messages.c.size,
+                        raw_messages.c.server_thread_id,
                     )
                     .where(raw_messages.c.account == account, raw_messages.c.day == day)
                     .order_by(raw_messages.c.message_key)

@@ -81,7 +81,11 @@ raw_messages = sa.Table(
     sa.Column("raw", sa.LargeBinary, nullable=False),
     sa.Column("run_id", sa.String(64)),
     sa.Column("fetched_at", UTCDateTime(), nullable=False),
+    # The server's own ids (Gmail X-GM-MSGID/X-GM-THRID, RFC 8474 EMAILID/THREADID), if any.
+    sa.Column("server_id", sa.String(255)),
+    sa.Column("server_thread_id", sa.String(255)),
     sa.Index("ix_raw_messages_partition", "account", "day"),
+    sa.Index("ix_raw_messages_server_id", "account", "server_id"),
 )
 
 message_locations = sa.Table(
