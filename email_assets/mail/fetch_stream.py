@@ -75,7 +75,8 @@ class _Reader(asyncio.Protocol):
                 if len(buffer) - self._position < self._need:
                     break
                 end = self._position + self._need
-                self._literal = bytes(buffer[self._position : end])
+                with memoryview(buffer) as view:  # one copy; a bytearray slice would add another
+                    self._literal = bytes(view[self._position : end])
                 self._position, self._need = end, 0
                 continue
             newline = buffer.find(b"\r\n", self._position)
