@@ -4,7 +4,9 @@ IMAP SEARCH SINCE/BEFORE compares dates in the server's time zone, so each folde
 searched over a window one day wider on each side and then filtered exactly by
 INTERNALDATE in UTC. Messages already stored (same folder, UIDVALIDITY and UID) are never
 fetched again; locations that vanished from the server (expunged, or invalidated by a
-UIDVALIDITY change) are dropped, and a message left with no location is deleted.
+UIDVALIDITY change) are dropped, and a message left with no location is deleted. Where the
+server names its messages (Gmail X-GM-MSGID, RFC 8474 EMAILID), a new UID whose id is
+stored already is linked to that message without its body being downloaded.
 """
 
 from __future__ import annotations
