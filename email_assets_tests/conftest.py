@@ -47,6 +47,16 @@ class MailUser:
     def append(self, messages: list[tuple[bytes, dt.datetime]], folder: str = "INBOX") -> int:
         return self.server.append(self.name, messages, folder=folder)
 
+    def copy(self, uids: str, to_folder: str, from_folder: str = "INBOX") -> None:
+        """COPY messages to a new folder, as a mail client filing mail (or Gmail labelling it)."""
+        client = self.server.connect(self.name)
+        try:
+            client.create(to_folder)
+            client.select(from_folder)
+            client.uid("COPY", uids, to_folder)
+        finally:
+            client.logout()
+
     def expunge(self, uids: str, folder: str = "INBOX") -> None:
         """Delete messages on the server, as a mail client would (STORE \\Deleted, EXPUNGE)."""
         client = self.server.connect(self.name)

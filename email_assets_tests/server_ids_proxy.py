@@ -12,12 +12,13 @@ Gmail account.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 import socket
 import threading
 from collections.abc import Callable
+
+from email_assets_tests.tcp_proxy import LoopbackProxy
 
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\+?\}\r\n$")
 _CAPABILITY = re.compile(rb"(CAPABILITY [^\]\r\n]*)")
@@ -40,30 +41,18 @@ def dialect_ids(dialect: str, guid: bytes) -> tuple[str, str]:
     return "M" + digest[:12].hex(), "T" + digest[12:24].hex()
 
 
-class ServerIdsProxy:
+class ServerIdsProxy(LoopbackProxy):
     """Forwards 127.0.0.1:port to Dovecot's plaintext port, speaking `dialect` on top."""
 
     def __init__(self, target_port: int, dialect: str) -> None:
-        self.target_port = target_port
         self.dialect = dialect
         self.capability, self.message_item, self.thread_item = DIALECTS[dialect]
         self.bodies_served = 0
-        self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
-        self._listener.listen(8)
-        self.port = self._listener.getsockname()[1]
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
 
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pump, args=(client, server, self._from_client), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, self._from_server), daemon=True).start()
+    def _serve(self, client: socket.socket, server: socket.socket) -> None:
+        threading.Thread(target=self._pump, args=(client, server, self._from_client), daemon=True).start()
+        threading.Thread(target=self._pump, args=(server, client, self._from_server), daemon=True).start()
 
     def _from_client(self, line: bytes) -> bytes:
         if b" FETCH " in line:
@@ -82,8 +71,7 @@ class ServerIdsProxy:
             return f"X-GM-MSGID {message_id} X-GM-THRID {thread_id}".encode()
         return f"EMAILID ({message_id}) THREADID ({thread_id})".encode()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket, rewrite: Callable[[bytes], bytes]) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, rewrite: Callable[[bytes], bytes]) -> None:
         """Rewrites protocol lines; literals (message bodies) pass through untouched."""
         pending = b""
         literal_left = 0
@@ -110,13 +98,4 @@ class ServerIdsProxy:
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-
-    def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
+            self._close_both(source, sink)

@@ -119,11 +119,7 @@ def test_expunged_mail_can_be_kept(mail_user, store) -> None:
 
 def test_copy_in_two_folders_is_one_message_with_two_locations(mail_user, store) -> None:
     mail_user.append(batch(3, DAY))
-    client = mail_user.server.connect(mail_user.name)
-    client.create("Archive")
-    client.select("INBOX")
-    client.uid("COPY", "1:2", "Archive")
-    client.logout()
+    mail_user.copy("1:2", "Archive")
     sync(mail_user, store, [DAY])
     assert len(rows(store, raw_messages)) == 3
     locations = rows(store, message_locations)

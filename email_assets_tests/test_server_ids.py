@@ -49,11 +49,7 @@ def expected_ids(proxy: ServerIdsProxy, mail_user, folder: str = "INBOX") -> dic
 
 def test_message_in_two_folders_is_downloaded_once(proxy, mail_user, store) -> None:  # noqa: F811
     mail_user.append(batch(3, DAY))
-    client = mail_user.server.connect(mail_user.name)
-    client.create("Label")
-    client.select("INBOX")
-    client.uid("COPY", "1:2", "Label")
-    client.logout()
+    mail_user.copy("1:2", "Label")
 
     report = sync_through(proxy, mail_user, store)
 
