@@ -247,3 +247,27 @@ def test_database_from_an_earlier_release_gains_the_new_columns(tmp_path) -> Non
             b"a",
             None,
         )
+
+
+def test_background_checkpoints_move_the_wal_into_the_database(tmp_path) -> None:
+    import time
+
+    import sqlalchemy as sa
+
+    from email_assets.storage.database import background_checkpoints, engine_for
+
+    path = tmp_path / "wal.sqlite"
+    engine = engine_for(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)")
+    empty_size = path.stat().st_size
+    with background_checkpoints(engine, every_seconds=0.01), engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_autocheckpoint=0")  # only the background thread may checkpoint
+        connection.execute(sa.text("INSERT INTO blobs (data) VALUES (:data)"), [{"data": b"x" * 50_000}] * 100)
+        connection.commit()
+        deadline = time.monotonic() + 10
+        while path.stat().st_size < empty_size + 5_000_000 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        connection.exec_driver_sql("PRAGMA wal_autocheckpoint=2000")
+        connection.commit()
+    assert path.stat().st_size >= empty_size + 5_000_000  # the 5 MB left the WAL for the database file

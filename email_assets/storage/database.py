@@ -7,6 +7,7 @@ what makes re-materializing a partition a no-op instead of a duplicate.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from functools import lru_cache
@@ -100,14 +101,17 @@ def background_checkpoints(engine: sa.Engine, every_seconds: float = 0.05) -> It
     stop = threading.Event()
 
     def checkpoint() -> None:
-        connection = engine.raw_connection()
         try:
-            cursor = connection.cursor()
-            while not stop.wait(every_seconds):
-                cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            cursor.close()
-        finally:
-            connection.close()
+            connection = engine.raw_connection()
+            try:
+                cursor = connection.cursor()
+                while not stop.wait(every_seconds):
+                    cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                cursor.close()
+            finally:
+                connection.close()
+        except (sa.exc.DBAPIError, sqlite3.Error):
+            return  # the writer's own autocheckpoint takes over, as without this thread
 
     thread = threading.Thread(target=checkpoint, name="sqlite-checkpoints", daemon=True)
     thread.start()
