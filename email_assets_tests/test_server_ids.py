@@ -102,3 +102,19 @@ def test_uidvalidity_change_relinks_without_downloading(proxy, mail_user, store)
     raw_sha = {row["message_key"]: row["sha256"] for row in rows(store, raw_messages)}
     threads = {row["message_key"]: row["thread_id"] for row in rows(store, parsed_emails)}
     assert threads == {key: ids[sha][1] for key, sha in raw_sha.items()}
+
+
+def test_messages_stored_without_ids_gain_them_when_met_again(proxy, mail_user, store) -> None:  # noqa: F811
+    mail_user.append(batch(2, DAY))
+    sync_account_days(account_for(mail_user), mail_user.password, store, [DAY], run_id="no-ids")  # plain Dovecot
+    assert {row["server_id"] for row in rows(store, raw_messages)} == {None}
+    mail_user.copy("1:2", "Label")
+
+    sync_through(proxy, mail_user, store)  # Label's copies: ids not known yet, so downloaded
+
+    assert proxy.bodies_served == 2
+    ids = expected_ids(proxy, mail_user)
+    assert {row["sha256"]: (row["server_id"], row["server_thread_id"]) for row in rows(store, raw_messages)} == ids
+    rewrite_uidvalidity(mail_user)
+    report = sync_through(proxy, mail_user, store)
+    assert proxy.bodies_served == 2 and report.linked[DAY.isoformat()] == 2

@@ -96,19 +96,28 @@ class MessageStore:
                 }
             )
         with self.engine.begin() as connection:
+            identified = [key for key, row in raw_rows.items() if row["server_id"] is not None]
+            # Stored before the server's ids were known (an older release, or a server that
+            # gained OBJECTID): those rows get the ids; one query per batch finds them.
+            unnamed = (
+                connection.execute(
+                    sa.select(raw_messages.c.message_key).where(
+                        raw_messages.c.message_key.in_(identified), raw_messages.c.server_id.is_(None)
+                    )
+                )
+                .scalars()
+                .all()
+                if identified
+                else []
+            )
             # A copy already stored from another folder keeps its first bytes and run.
             upsert(connection, raw_messages, list(raw_rows.values()), update=False)
             upsert(connection, message_locations, location_rows)
-            identified = [row for row in raw_rows.values() if row["server_id"] is not None]
-            if identified:  # stored before the server's ids were known: record them now
+            for key in unnamed:
                 connection.execute(
                     sa.update(raw_messages)
-                    .where(raw_messages.c.message_key == sa.bindparam("key"), raw_messages.c.server_id.is_(None))
-                    .values(server_id=sa.bindparam("id"), server_thread_id=sa.bindparam("thread")),
-                    [
-                        {"key": row["message_key"], "id": row["server_id"], "thread": row["server_thread_id"]}
-                        for row in identified
-                    ],
+                    .where(raw_messages.c.message_key == key)
+                    .values(server_id=raw_rows[key]["server_id"], server_thread_id=raw_rows[key]["server_thread_id"])
                 )
 
     def keys_for_server_ids(self, account: str, server_ids: list[str]) -> dict[str, str]:
