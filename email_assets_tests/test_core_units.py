@@ -217,6 +217,8 @@ def test_parse_fetch_response_reads_gmail_and_rfc8474_ids() -> None:
     assert (objectid["server_id"], objectid["thread_id"]) == ("M6d99ac3275bb4e", "T64b478a75b7ea9bd")
     unthreaded = parse_fetch_response(b"3 FETCH (UID 7 EMAILID (M6d99ac3275bb4e) THREADID NIL)")
     assert unthreaded is not None and "thread_id" not in unthreaded
+    malformed = parse_fetch_response(b"3 FETCH (UID 7 X-GM-MSGID abc EMAILID (M bad!))")  # no id: downloaded as usual
+    assert malformed is not None and "server_id" not in malformed and malformed["uid"] == 7
 
 
 def test_database_from_an_earlier_release_gains_the_new_columns(tmp_path) -> None:
