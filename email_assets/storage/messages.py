@@ -32,6 +32,23 @@ def _batched(items: Sequence[Any], size: int = _IN_CLAUSE_BATCH) -> Iterator[Seq
         yield items[start : start + size]
 
 
+def _location_row(
+    account: str, folder: str, uidvalidity: int, message: FetchedMessage | MessageDate, key: str
+) -> dict[str, Any]:
+    """Where a message sits on the server; a downloaded one and a linked one alike."""
+    return {
+        "account": account,
+        "folder": folder,
+        "uidvalidity": uidvalidity,
+        "uid": message.uid,
+        "message_key": key,
+        "day": message.internaldate.astimezone(dt.UTC).date().isoformat(),
+        "internaldate": message.internaldate,
+        "flags": " ".join(message.flags),
+        "size": message.size,
+    }
+
+
 class MessageStore:
     """The project's tables for one database URL."""
 
@@ -82,19 +99,7 @@ class MessageStore:
                     "server_thread_id": message.thread_id,
                 },
             )
-            location_rows.append(
-                {
-                    "account": account,
-                    "folder": message.folder,
-                    "uidvalidity": message.uidvalidity,
-                    "uid": message.uid,
-                    "message_key": key,
-                    "day": day,
-                    "internaldate": message.internaldate,
-                    "flags": " ".join(message.flags),
-                    "size": message.size,
-                }
-            )
+            location_rows.append(_location_row(account, message.folder, message.uidvalidity, message, key))
         with self.engine.begin() as connection:
             identified = [key for key, row in raw_rows.items() if row["server_id"] is not None]
             # Stored before the server's ids were known (an older release, or a server that
@@ -137,23 +142,12 @@ class MessageStore:
         self, account: str, folder: str, uidvalidity: int, linked: list[tuple[MessageDate, str]]
     ) -> None:
         """New locations (UIDs) of messages already stored, each given with its message key."""
-        rows = [
-            {
-                "account": account,
-                "folder": folder,
-                "uidvalidity": uidvalidity,
-                "uid": item.uid,
-                "message_key": key,
-                "day": item.internaldate.astimezone(dt.UTC).date().isoformat(),
-                "internaldate": item.internaldate,
-                "flags": " ".join(item.flags),
-                "size": item.size,
-            }
-            for item, key in linked
-        ]
         with self.engine.begin() as connection:
-            for start in range(0, len(rows), _IN_CLAUSE_BATCH):
-                upsert(connection, message_locations, rows[start : start + _IN_CLAUSE_BATCH])
+            upsert(
+                connection,
+                message_locations,
+                [_location_row(account, folder, uidvalidity, item, key) for item, key in linked],
+            )
 
     def locations_of(self, account: str, folder: str, day: dt.date) -> set[tuple[int, int]]:
         with self.engine.connect() as connection:
