@@ -358,6 +358,9 @@ class ImapSession:
             yield batch
 
     async def logout(self) -> None:
+        transport = self._client.protocol.transport
+        if transport is None or transport.is_closing():
+            return  # the connection is gone: a LOGOUT would only wait out its 5 s timeout
         try:
             await asyncio.wait_for(self._client.logout(), 5)
         except Exception:  # noqa: BLE001 - the connection is being dropped either way
