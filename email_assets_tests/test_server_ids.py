@@ -13,9 +13,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from email_assets.errors import AccountError
 from email_assets.pipeline import parse_partition, sync_account_days
 from email_assets.storage.tables import message_locations, parsed_emails, raw_messages
 from email_assets_tests.server_ids_proxy import ServerIdsProxy, dialect_ids
+from email_assets_tests.tcp_proxy import CuttingProxy
 from email_assets_tests.test_imap_sync import DAY, account_for, batch, rows, store  # noqa: F401 - fixture
 
 
@@ -118,3 +120,28 @@ def test_messages_stored_without_ids_gain_them_when_met_again(proxy, mail_user, 
     rewrite_uidvalidity(mail_user)
     report = sync_through(proxy, mail_user, store)
     assert proxy.bodies_served == 2 and report.linked[DAY.isoformat()] == 2
+
+
+def test_connection_cut_mid_sync_then_next_run_links_the_rest(proxy, mail_user, store) -> None:  # noqa: F811
+    messages = batch(60, DAY, size=3000)
+    mail_user.append(messages)
+    mail_user.copy("1:60", "Label")
+    cutter = CuttingProxy(proxy.port, cut_after=100_000)  # client -> cut -> id dialect -> Dovecot
+    try:
+        with pytest.raises(AccountError, match="IMAP session with"):
+            account = account_for(mail_user, port=cutter.port, security="plain", ca=False)
+            sync_account_days(account, mail_user.password, store, [DAY], run_id="cut", batch_size=10)
+    finally:
+        cutter.close()
+    partial = rows(store, raw_messages)
+    assert 0 < len(partial) < 60  # whole batches committed before the cut, with their ids
+    assert all(hashlib.sha256(row["raw"]).hexdigest() == row["sha256"] and row["server_id"] for row in partial)
+    served_before = proxy.bodies_served
+
+    report = sync_through(proxy, mail_user, store)
+
+    assert proxy.bodies_served - served_before == 60 - len(partial)  # only what was missing
+    assert report.linked[DAY.isoformat()] == 60  # every Label copy, without its body
+    assert sorted(row["raw"] for row in rows(store, raw_messages)) == sorted(raw for raw, _ in messages)
+    locations = rows(store, message_locations)
+    assert len(locations) == 120 and len({row["message_key"] for row in locations}) == 60
