@@ -190,15 +190,18 @@ def test_sqlite_fast_upsert_stores_what_sqlalchemy_would(tmp_path) -> None:
         "code_version": "v1",
     }
     reference = {**row, "message_key": "k2"}
+    whole_second = {**row, "message_key": "k3", "date": row["date"].replace(microsecond=0)}
     with engine.begin() as connection:
-        upsert(connection, parsed_emails, [row])
-        connection.execute(sa.insert(parsed_emails), reference)  # SQLAlchemy's own insert
+        upsert(connection, parsed_emails, [row, whole_second])
+        connection.execute(sa.insert(parsed_emails), [reference, {**whole_second, "message_key": "k4"}])
         upsert(connection, parsed_emails, [{**row, "subject": "ignored"}], update=False)
         stored_text = connection.exec_driver_sql(
             'SELECT message_key, date, to_addresses, "references" FROM parsed_emails ORDER BY message_key'
         ).all()
         [back] = connection.execute(sa.select(parsed_emails).where(parsed_emails.c.message_key == "k1")).mappings()
-    assert stored_text[0][1:] == stored_text[1][1:]  # byte-for-byte what SQLAlchemy writes
+    fast, reference_text, fast_whole, reference_whole = (stored[1:] for stored in stored_text)
+    assert fast == reference_text  # byte-for-byte what SQLAlchemy's own insert writes
+    assert fast_whole == reference_whole and fast_whole[0].endswith(":01.000000")  # whole seconds too
     assert {name: back[name] for name in row} == {**row, "date": row["date"].astimezone(dt.UTC)}
     with engine.begin() as connection:
         upsert(connection, parsed_emails, [{**row, "subject": "updated"}])

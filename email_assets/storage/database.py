@@ -7,6 +7,7 @@ what makes re-materializing a partition a no-op instead of a duplicate.
 from __future__ import annotations
 
 import contextlib
+import operator
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from email_assets.errors import ConfigurationError
-from email_assets.storage.tables import metadata
+from email_assets.storage.tables import UTCDateTime, metadata
 
 
 @lru_cache(maxsize=8)
@@ -161,8 +162,15 @@ def _sqlite_upsert(connection: sa.Connection, table: sa.Table, rows: Sequence[di
     """
     columns = tuple(rows[0])
     sql, processors = _sqlite_statement(table, columns, update, connection.dialect)
-    pairs = tuple(zip(columns, processors, strict=True))
-    values = [tuple(row[name] if process is None else process(row[name]) for name, process in pairs) for row in rows]
+    pick = operator.itemgetter(*columns)
+    values: list[Any] = [pick(row) for row in rows] if len(columns) > 1 else [(pick(row),) for row in rows]
+    converted = [(index, process) for index, process in enumerate(processors) if process is not None]
+    if converted:  # only the few typed columns (dates, blobs, JSON) take a Python call per value
+        for position, row_values in enumerate(values):
+            listed = list(row_values)
+            for index, process in converted:
+                listed[index] = process(listed[index])
+            values[position] = tuple(listed)
     connection.exec_driver_sql(sql, values)
 
 
@@ -185,5 +193,12 @@ def _sqlite_statement(
         )
     else:
         sql += "DO NOTHING"
-    processors = tuple(table.c[name].type.bind_processor(dialect) for name in columns)
+    # dialect_impl: a TypeDecorator's own conversion *and* the dialect's (SQLite stores
+    # datetimes as text in SQLAlchemy's format, whole seconds included).
+    processors = tuple(
+        UTCDateTime.sqlite_text
+        if isinstance(table.c[name].type, UTCDateTime)
+        else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name in columns
+    )
     return sql, processors

@@ -34,6 +34,19 @@ class UTCDateTime(sa.types.TypeDecorator):
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
         return None if value is None else value.replace(tzinfo=dt.UTC)
 
+    @staticmethod
+    def sqlite_text(value: dt.datetime | None) -> str | None:
+        """The text SQLAlchemy's SQLite dialect stores for this value, made in one call.
+
+        For bulk writes: the generic chain (this decorator, then the dialect's
+        %-formatting) cost ~10 us a value, a third of storing a message's rows.
+        """
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
 
 metadata = sa.MetaData()
 
