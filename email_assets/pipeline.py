@@ -28,7 +28,6 @@ from email_assets.mail.sync import SyncReport, sync_days
 from email_assets.parallel import CoreMap
 from email_assets.storage.accounts import Account
 from email_assets.storage.connection_slots import ConnectionSlots
-from email_assets.storage.database import background_checkpoints
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails
 from email_assets.storage.vectors import VectorStore
@@ -76,7 +75,7 @@ def sync_account_days(
     try:
         with (
             ConnectionSlots(store.url).hold(account.name, account.max_connections, slot_wait_seconds),
-            background_checkpoints(store.engine),
+            store.bulk_load(account.name),
         ):
             return asyncio.run(run())
     except (TimeoutError, aioimaplib.AioImapException, FetchStreamError, OSError) as error:

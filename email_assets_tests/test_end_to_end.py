@@ -15,6 +15,7 @@ from email_assets import settings
 from email_assets.defs.materialize import materialize_partitions
 from email_assets.embedding import embedder_from_spec
 from email_assets.storage.database import engine_for
+from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, message_locations, parsed_emails, raw_messages
 from email_assets.storage.vectors import VectorStore
 from email_assets_tests.conftest import add_account, message, run_cli, utc
@@ -46,7 +47,12 @@ def _metadata(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]
 
 def _table(table: sa.Table) -> list[dict]:
     with engine_for(settings.database_url()).connect() as connection:
-        return [dict(row) for row in connection.execute(sa.select(table)).mappings()]
+        found = [dict(row) for row in connection.execute(sa.select(table)).mappings()]
+    if table is raw_messages:  # the bytes themselves are in a pack beside the SQLite file
+        stored = MessageStore(settings.database_url()).raw_bytes(row["message_key"] for row in found)
+        for row in found:
+            row["raw"] = stored[row["message_key"]]
+    return found
 
 
 def _snapshot() -> dict[str, list[dict]]:

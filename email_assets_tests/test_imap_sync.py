@@ -56,7 +56,12 @@ def account_for(
 
 def rows(store: MessageStore, table: sa.Table) -> list[dict]:
     with store.engine.connect() as connection:
-        return [dict(row) for row in connection.execute(sa.select(table)).mappings()]
+        found = [dict(row) for row in connection.execute(sa.select(table)).mappings()]
+    if table is raw_messages:  # the bytes themselves are in a pack beside the SQLite file
+        stored = store.raw_bytes(row["message_key"] for row in found)
+        for row in found:
+            row["raw"] = stored[row["message_key"]]
+    return found
 
 
 def sync(mail_user, store: MessageStore, days: list[dt.date], batch_size: int = 500, **kwargs):
@@ -265,19 +270,19 @@ def test_server_restart_mid_run_then_next_run_completes(mail_user, store, monkey
     """Dovecot is restarted while the sync is storing its first batch."""
     messages = batch(600, DAY, size=30_000)  # 18 MB: more than socket and reader buffers hold
     mail_user.append(messages)
-    original = MessageStore.save_fetched
+    original = MessageStore.commit_prepared
     restarted = []
 
-    def save_then_restart(self, account, fetched, run_id):  # noqa: ANN001, ANN202
-        original(self, account, fetched, run_id)
+    def commit_then_restart(self, prepared):  # noqa: ANN001, ANN202
+        original(self, prepared)
         if not restarted:
             restarted.append(True)
             mail_user.server.restart()
 
-    monkeypatch.setattr(MessageStore, "save_fetched", save_then_restart)
+    monkeypatch.setattr(MessageStore, "commit_prepared", commit_then_restart)
     with pytest.raises(AccountError, match="IMAP session with"):
         sync(mail_user, store, [DAY], batch_size=20)
-    monkeypatch.setattr(MessageStore, "save_fetched", original)
+    monkeypatch.setattr(MessageStore, "commit_prepared", original)
     partial = len(rows(store, raw_messages))
     assert 20 <= partial < 600
     report = sync(mail_user, store, [DAY])
@@ -287,16 +292,16 @@ def test_server_restart_mid_run_then_next_run_completes(mail_user, store, monkey
 
 def test_a_failing_store_stops_the_sync_without_hanging(mail_user, store, monkeypatch) -> None:
     mail_user.append(batch(200, DAY, size=500))
-    original = MessageStore.save_fetched
+    original = MessageStore.commit_prepared
     calls = []
 
-    def fail_on_second(self, account, fetched, run_id):  # noqa: ANN001, ANN202
-        calls.append(len(fetched))
+    def fail_on_second(self, prepared):  # noqa: ANN001, ANN202
+        calls.append(prepared)
         if len(calls) == 2:
             raise RuntimeError("disk full")
-        original(self, account, fetched, run_id)
+        original(self, prepared)
 
-    monkeypatch.setattr(MessageStore, "save_fetched", fail_on_second)
+    monkeypatch.setattr(MessageStore, "commit_prepared", fail_on_second)
     outcome: list[BaseException | None] = []
 
     def run() -> None:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from email_assets import settings
 from email_assets.defs.materialize import materialize_partitions
 from email_assets.storage.database import engine_for
+from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails, raw_messages
 from email_assets_tests.conftest import add_account, utc
 from email_assets_tests.real_mail import all_real_messages
@@ -50,8 +51,9 @@ def test_every_real_message_reaches_every_asset(mail_user, instance) -> None:
         assert metadata[asset]["messages"] == len(set(served)), asset
         assert metadata[asset]["failures"] == 0, asset
     with engine_for(settings.database_url()).connect() as connection:
-        stored = connection.execute(sa.select(raw_messages.c.raw)).scalars().all()
-        assert sorted(stored) == sorted(set(served))  # exactly as served, each once
+        keys = connection.execute(sa.select(raw_messages.c.message_key)).scalars().all()
+        stored = MessageStore(settings.database_url()).raw_bytes(keys)
+        assert sorted(stored.values()) == sorted(set(served))  # exactly as served, each once
         defects = connection.execute(sa.select(sa.func.count()).where(parsed_emails.c.defects != "[]")).scalar_one()
         assert defects > 10  # the error fixtures are recorded as defects, not dropped
         texts = connection.execute(sa.select(sa.func.count()).where(cleaned_texts.c.text != "")).scalar_one()

@@ -71,8 +71,9 @@ EMBEDDING_CHECKS = [
 
 def raw_check_results(store: MessageStore, account: str, day: str, failures: int) -> list[dg.AssetCheckResult]:
     corrupt = []
-    for row in store.raw_in_partition(account, day):
-        if hashlib.sha256(row["raw"]).hexdigest() != row["sha256"] or len(row["raw"]) != row["size"]:
+    for row in store.raw_in_partition(account, day, missing_ok=True):
+        raw = row["raw"]
+        if raw is None or hashlib.sha256(raw).hexdigest() != row["sha256"] or len(raw) != row["size"]:
             corrupt.append(row["message_key"])
     return [
         dg.AssetCheckResult(

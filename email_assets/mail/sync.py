@@ -16,7 +16,7 @@ import contextlib
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from email_assets.mail.imap import FETCH_BATCH_SIZE, FetchedMessage, ImapSession, MessageDate
 
@@ -26,7 +26,9 @@ class RawMessageSink(Protocol):
 
     def known_uid_days(self, account: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, dt.date]: ...
 
-    def save_fetched(self, account: str, messages: list[FetchedMessage], run_id: str | None) -> None: ...
+    def prepare_fetched(self, account: str, messages: list[FetchedMessage], run_id: str | None) -> Any: ...
+
+    def commit_prepared(self, prepared: Any) -> None: ...
 
     def keys_for_server_ids(self, account: str, server_ids: list[str]) -> dict[str, str]: ...
 
@@ -59,11 +61,14 @@ class SyncReport:
 
 
 class _BackgroundWriter:
-    """Stores batches on a worker thread while the next ones are read and parsed.
+    """Stores batches on worker threads while the next ones are read and parsed.
 
-    At most two batches wait, so memory stays bounded; a failed write surfaces at the next
-    `put` or at exit (never a producer stuck on a full queue), and batches already stored
-    stay stored (each is one transaction).
+    Storing is two stages, pipelined: a batch is prepared (hashed, its bytes written)
+    while the one before is made durable and committed, so the disk's flush does not hold
+    up the next batch. At most two batches wait besides the two in the stages, so memory
+    stays bounded; a failed write surfaces at the next `put` or at exit (never a producer
+    stuck on a full queue), and batches already stored stay stored (each is one
+    transaction).
     """
 
     def __init__(self, sink: RawMessageSink, account: str, run_id: str | None, progress: Callable[[int], None]) -> None:
@@ -73,12 +78,23 @@ class _BackgroundWriter:
         self._task: asyncio.Task[None] | None = None
 
     async def _drain(self) -> None:
-        while (batch := await self._queue.get()) is not None:
-            await asyncio.to_thread(self._sink.save_fetched, self._account, batch, self._run_id)
-            self.saved.extend(
-                (utc_day(message.internaldate), message.uidvalidity, message.uid, len(message.raw)) for message in batch
-            )
-            self._progress(len(self.saved))
+        committing: asyncio.Task[None] | None = None
+        try:
+            while (batch := await self._queue.get()) is not None:
+                prepared = await asyncio.to_thread(self._sink.prepare_fetched, self._account, batch, self._run_id)
+                if committing is not None:
+                    await committing  # commits stay in order
+                committing = asyncio.create_task(self._commit(batch, prepared))
+        finally:
+            if committing is not None:
+                await committing
+
+    async def _commit(self, batch: list[FetchedMessage], prepared: Any) -> None:
+        await asyncio.to_thread(self._sink.commit_prepared, prepared)
+        self.saved.extend(
+            (utc_day(message.internaldate), message.uidvalidity, message.uid, len(message.raw)) for message in batch
+        )
+        self._progress(len(self.saved))
 
     async def put(self, batch: list[FetchedMessage] | None) -> None:
         assert self._task is not None

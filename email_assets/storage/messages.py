@@ -6,15 +6,19 @@ run killed half-way leaves whole batches behind and the next run carries on from
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from email_assets.mail.imap import FetchedMessage, MessageDate
 from email_assets.mail.keys import content_sha256, message_key
-from email_assets.storage.database import engine_for, upsert
+from email_assets.storage.database import background_checkpoints, engine_for, upsert
+from email_assets.storage.raw_packs import MissingRawBytesError, PackStore
 from email_assets.storage.tables import (
     chunks,
     cleaned_texts,
@@ -49,12 +53,45 @@ def _location_row(
     }
 
 
+def pack_directory(database_url: str) -> Path | None:
+    """Where raw bytes go for a SQLite file database (`<name>-raw/` beside it); None keeps
+    them in the table (PostgreSQL, in-memory SQLite)."""
+    url = sa.engine.make_url(database_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    path = Path(url.database)
+    return path.with_name(f"{path.stem}-raw")
+
+
+@dataclass
+class PreparedBatch:
+    """Rows of a fetched batch, ready to commit; its new bytes already written to a pack."""
+
+    account: str
+    raw_rows: list[dict[str, Any]]
+    location_rows: list[dict[str, Any]]
+    unnamed: list[dict[str, Any]]  # stored rows that now learn their server ids
+
+
 class MessageStore:
     """The project's tables for one database URL."""
 
     def __init__(self, database_url: str) -> None:
         self.url = database_url
         self.engine = engine_for(database_url)
+        directory = pack_directory(database_url)
+        self.packs = PackStore(directory) if directory is not None else None
+
+    @contextlib.contextmanager
+    def bulk_load(self, account: str) -> Iterator[None]:
+        """Around a sync: WAL checkpoints off the writer's path, and the account's pack
+        unlocked for other writers at the end (after the last batch's rows committed)."""
+        try:
+            with background_checkpoints(self.engine):
+                yield
+        finally:
+            if self.packs is not None:
+                self.packs.release(account)
 
     # --- raw_messages -------------------------------------------------------------------
 
@@ -74,21 +111,26 @@ class MessageStore:
         return known
 
     def save_fetched(self, account: str, messages: list[FetchedMessage], run_id: str | None) -> None:
-        if not messages:
-            return
+        self.commit_prepared(self.prepare_fetched(account, messages, run_id))
+
+    def prepare_fetched(self, account: str, messages: list[FetchedMessage], run_id: str | None) -> PreparedBatch:
+        """The first half of storing a batch: keys, rows, and new bytes written to a pack.
+
+        Split from `commit_prepared` so that a sync can prepare one batch while the one
+        before is made durable and committed (`mail.sync` pipelines the two).
+        """
         now = dt.datetime.now(dt.UTC)
         raw_rows: dict[str, dict[str, Any]] = {}
         location_rows = []
         for message in messages:
             sha = content_sha256(message.raw)
             key = message_key(account, sha)
-            day = message.internaldate.astimezone(dt.UTC).date().isoformat()
             raw_rows.setdefault(
                 key,
                 {
                     "message_key": key,
                     "account": account,
-                    "day": day,
+                    "day": message.internaldate.astimezone(dt.UTC).date().isoformat(),
                     "internaldate": message.internaldate,
                     "size": len(message.raw),
                     "sha256": sha,
@@ -97,32 +139,41 @@ class MessageStore:
                     "fetched_at": now,
                     "server_id": message.server_id,
                     "server_thread_id": message.thread_id,
+                    "pack": None,
+                    "pack_offset": None,
                 },
             )
             location_rows.append(_location_row(account, message.folder, message.uidvalidity, message, key))
+        stored: dict[str, str | None] = {}
+        with self.engine.connect() as connection:
+            for batch in _batched(list(raw_rows)):
+                query = sa.select(raw_messages.c.message_key, raw_messages.c.server_id)
+                stored.update(connection.execute(query.where(raw_messages.c.message_key.in_(batch))).all())
+        # A copy already stored from another folder keeps its first bytes and run.
+        new = [row for key, row in raw_rows.items() if key not in stored]
+        if self.packs is not None and new:
+            for row, (pack, offset) in zip(new, self.packs.append(account, [row["raw"] for row in new]), strict=True):
+                row.update(raw=b"", pack=pack, pack_offset=offset)
+        # Stored before the server's ids were known (an older release, or a server that
+        # gained OBJECTID): those rows get the ids.
+        unnamed = [
+            raw_rows[key] for key, server_id in stored.items() if server_id is None and raw_rows[key]["server_id"]
+        ]
+        return PreparedBatch(account, new, location_rows, unnamed)
+
+    def commit_prepared(self, prepared: PreparedBatch) -> None:
+        """Make a prepared batch's bytes durable, then commit its rows in one transaction:
+        a committed row never points at bytes a crash could take back."""
+        if self.packs is not None and prepared.raw_rows:
+            self.packs.make_durable(prepared.account)
         with self.engine.begin() as connection:
-            identified = [key for key, row in raw_rows.items() if row["server_id"] is not None]
-            # Stored before the server's ids were known (an older release, or a server that
-            # gained OBJECTID): those rows get the ids; one query per batch finds them.
-            unnamed = (
-                connection.execute(
-                    sa.select(raw_messages.c.message_key).where(
-                        raw_messages.c.message_key.in_(identified), raw_messages.c.server_id.is_(None)
-                    )
-                )
-                .scalars()
-                .all()
-                if identified
-                else []
-            )
-            # A copy already stored from another folder keeps its first bytes and run.
-            upsert(connection, raw_messages, list(raw_rows.values()), update=False)
-            upsert(connection, message_locations, location_rows)
-            for key in unnamed:
+            upsert(connection, raw_messages, prepared.raw_rows, update=False)  # a concurrent writer's copy stays
+            upsert(connection, message_locations, prepared.location_rows)
+            for row in prepared.unnamed:
                 connection.execute(
                     sa.update(raw_messages)
-                    .where(raw_messages.c.message_key == key)
-                    .values(server_id=raw_rows[key]["server_id"], server_thread_id=raw_rows[key]["server_thread_id"])
+                    .where(raw_messages.c.message_key == row["message_key"])
+                    .values(server_id=row["server_id"], server_thread_id=row["server_thread_id"])
                 )
 
     def keys_for_server_ids(self, account: str, server_ids: list[str]) -> dict[str, str]:
@@ -198,7 +249,31 @@ class MessageStore:
                     raw_messages.c.account == account, raw_messages.c.day == iso, ~has_location
                 )
             )
-            return result.rowcount or 0
+            removed = result.rowcount or 0
+        if removed:
+            self.remove_dead_packs(account)
+        return removed
+
+    def remove_dead_packs(self, account: str) -> list[str]:
+        """Delete the account's packs that no stored message points at any more.
+
+        Bytes of a removed message stay in a pack that still holds live ones, as freed
+        pages stay in a SQLite file; whole packs go once their last message is gone.
+        """
+        if self.packs is None:
+            return []
+
+        def referenced(pack: str) -> bool:
+            with self.engine.connect() as connection:
+                return connection.execute(
+                    sa.select(sa.exists().where(raw_messages.c.account == account, raw_messages.c.pack == pack))
+                ).scalar_one()
+
+        return [
+            pack
+            for pack in self.packs.packs(account)
+            if self.packs.remove_if_unreferenced(account, pack, lambda pack=pack: referenced(pack))
+        ]
 
     def record_folder_state(
         self, account: str, folder: str, uidvalidity: int, uidnext: int, highest_uid: int, message_count: int
@@ -232,26 +307,61 @@ class MessageStore:
             rows = connection.execute(sa.select(folder_state).where(folder_state.c.account == account)).mappings()
             return {row["folder"]: dict(row) for row in rows}
 
-    def raw_in_partition(self, account: str, day: str) -> Iterator[sa.RowMapping]:
-        """Raw rows of a partition, streamed: a day's bytes are never all in memory."""
-        with self.engine.connect() as connection:
+    def raw_in_partition(self, account: str, day: str, missing_ok: bool = False) -> Iterator[dict[str, Any]]:
+        """Raw rows of a partition with their bytes, streamed: a day's bytes are never all
+        in memory. Bytes a pack lost raise `MissingRawBytesError`, or are None if `missing_ok`."""
+        with self.engine.connect() as connection, self._raw_resolver(missing_ok) as resolve:
             result = (
                 connection.execution_options(stream_results=True, yield_per=200)
                 .execute(
                     sa.select(
                         raw_messages.c.message_key,
+                        raw_messages.c.account,
                         raw_messages.c.sha256,
                         raw_messages.c.raw,
                         raw_messages.c.internaldate,
                         raw_messages.c.size,
                         raw_messages.c.server_thread_id,
+                        raw_messages.c.pack,
+                        raw_messages.c.pack_offset,
                     )
                     .where(raw_messages.c.account == account, raw_messages.c.day == day)
                     .order_by(raw_messages.c.message_key)
                 )
                 .mappings()
             )
-            yield from result
+            for row in result:
+                yield resolve(row)
+
+    def raw_bytes(self, keys: Iterable[str]) -> dict[str, bytes | None]:
+        """message_key -> the stored bytes (None where a pack lost them)."""
+        found: dict[str, bytes | None] = {}
+        with self.engine.connect() as connection, self._raw_resolver(missing_ok=True) as resolve:
+            for batch in _batched(sorted(keys)):
+                rows = connection.execute(sa.select(raw_messages).where(raw_messages.c.message_key.in_(batch)))
+                found.update({row["message_key"]: resolve(row)["raw"] for row in rows.mappings()})
+        return found
+
+    @contextlib.contextmanager
+    def _raw_resolver(self, missing_ok: bool) -> Iterator[Callable[[Mapping[str, Any]], dict[str, Any]]]:
+        """Rows made whole: `raw` read from its pack where the table holds only its place."""
+        with self.packs.reader() if self.packs is not None else contextlib.nullcontext() as read:
+
+            def resolve(row: Mapping[str, Any]) -> dict[str, Any]:
+                whole = dict(row)
+                if whole["pack"] is None:
+                    return whole
+                try:
+                    if read is None:
+                        raise MissingRawBytesError(f"raw bytes of {whole['message_key']}: in a pack, no pack directory")
+                    whole["raw"] = read(whole["account"], whole["pack"], whole["pack_offset"], whole["size"])
+                except MissingRawBytesError:
+                    if not missing_ok:
+                        raise
+                    whole["raw"] = None
+                return whole
+
+            yield resolve
 
     def raw_summary(self, account: str, day: str) -> dict[str, str]:
         """message_key -> sha256 for a partition (cheap: no bytes)."""
@@ -353,9 +463,16 @@ class MessageStore:
     def delete_days_before(self, cutoff_day: str) -> dict[str, int]:
         deleted = {}
         with self.engine.begin() as connection:
+            accounts = (
+                connection.execute(sa.select(raw_messages.c.account).where(raw_messages.c.day < cutoff_day).distinct())
+                .scalars()
+                .all()
+            )
             for table in (chunks, cleaned_texts, parsed_emails, message_locations, raw_messages):
                 result = connection.execute(sa.delete(table).where(table.c.day < cutoff_day))
                 deleted[table.name] = result.rowcount or 0
+        for account in accounts:
+            self.remove_dead_packs(account)
         return deleted
 
     # --- lineage ------------------------------------------------------------------------
@@ -376,9 +493,12 @@ class MessageStore:
                 .mappings()
                 .all()
             )
+            raw = one(raw_messages)
+            with self._raw_resolver(missing_ok=True) as resolve:
+                raw = resolve(raw) if raw is not None else None
             return {
                 "chunk": dict(chunk),
-                "raw": one(raw_messages),
+                "raw": raw,
                 "locations": [dict(row) for row in locations],
                 "parsed": one(parsed_emails),
                 "cleaned": one(cleaned_texts),

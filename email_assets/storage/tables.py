@@ -91,14 +91,19 @@ raw_messages = sa.Table(
     sa.Column("internaldate", UTCDateTime(), nullable=False),
     sa.Column("size", sa.Integer, nullable=False),
     sa.Column("sha256", sa.String(64), nullable=False),
+    # The bytes themselves; empty when they are in a pack file (embedded SQLite, see
+    # `storage.raw_packs`), which `pack` and `pack_offset` then name.
     sa.Column("raw", sa.LargeBinary, nullable=False),
     sa.Column("run_id", sa.String(64)),
     sa.Column("fetched_at", UTCDateTime(), nullable=False),
     # The server's own ids (Gmail X-GM-MSGID/X-GM-THRID, RFC 8474 EMAILID/THREADID), if any.
     sa.Column("server_id", sa.String(255)),
     sa.Column("server_thread_id", sa.String(255)),
+    sa.Column("pack", sa.String(64)),
+    sa.Column("pack_offset", sa.BigInteger),
     sa.Index("ix_raw_messages_partition", "account", "day"),
     sa.Index("ix_raw_messages_server_id", "account", "server_id"),
+    sa.Index("ix_raw_messages_pack", "account", "pack"),
 )
 
 message_locations = sa.Table(

@@ -1,0 +1,191 @@
+"""Raw message bytes in append-only pack files beside an embedded SQLite database.
+
+Through SQLite every byte of a message is written twice (into the WAL, then into the
+database file at checkpoint) plus page slack: 263 MB of writes for 92 MB of mail, which
+made storing, not reading IMAP, the limit of a sync. A pack is written once. The order of
+writes keeps the archive safe: a batch is appended and fdatasync'ed *before* the rows
+that point into it commit, so a committed row always points at durable bytes, and a crash
+in between leaves only unreferenced bytes at the end of a pack. (Dovecot's mdbox keeps
+mail the same way: many messages per file, an index beside them.)
+
+A writer holds an exclusive `flock` on the pack it appends to, so concurrent syncs of one
+account (up to its `max_connections`) never interleave; a pack that is not locked is
+reused until it reaches `PACK_LIMIT`. A pack none of whose messages is referenced any
+more is deleted, under the same lock (`remove_if_unreferenced`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from email_assets.errors import UserError
+
+PACK_LIMIT = 256 * 1024 * 1024
+_SUFFIX = ".pack"
+
+
+class MissingRawBytesError(UserError):
+    """A row points at pack bytes that are not there: the pack directory was damaged."""
+
+
+class _Writer:
+    """One open, locked pack of one account."""
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path, self.fd = path, fd
+        self.size = os.fstat(fd).st_size  # what a crashed writer left unreferenced stays before us
+
+    def close(self) -> None:
+        os.close(self.fd)  # releases the flock
+
+
+def _lock_if_current(path: Path) -> int | None:
+    """Open and exclusively lock `path`; None if another process holds it or it was
+    deleted meanwhile (a lock on an unlinked inode would take bytes into the void)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:  # the account directory itself was removed
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            return fd
+    except (BlockingIOError, FileNotFoundError):
+        pass
+    os.close(fd)
+    return None
+
+
+def _close_all(writers: dict[str, _Writer], retired: dict[str, list[_Writer]]) -> None:
+    for writer in [*writers.values(), *(old for olds in retired.values() for old in olds)]:
+        writer.close()
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class PackStore:
+    """The packs of one database: `<directory>/<account>/<pack>.pack`."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._writers: dict[str, _Writer] = {}
+        self._retired: dict[str, list[_Writer]] = {}  # full packs whose last rows may not have committed
+        weakref.finalize(self, _close_all, self._writers, self._retired)  # a store dropped without release
+        self._lock = threading.Lock()  # batches of one account may come from several threads
+
+    def append(self, account: str, blobs: Sequence[bytes]) -> list[tuple[str, int]]:
+        """Write blobs to the account's pack; returns (pack name, offset) for each, in
+        order. Not durable until `make_durable`: commit no row pointing here before it."""
+        with self._lock:
+            writer = self._writer(account)
+            if writer.size >= PACK_LIMIT:  # full: a new pack, the old one durable and kept locked
+                os.fdatasync(writer.fd)
+                self._retired.setdefault(account, []).append(self._writers.pop(account))
+                writer = self._writer(account)
+            start = writer.size
+            data = memoryview(b"".join(blobs))
+            written = 0
+            while written < len(data):
+                written += os.write(writer.fd, data[written:])
+            writer.size += written
+            places = []
+            for blob in blobs:
+                places.append((writer.path.stem, start))
+                start += len(blob)
+            return places
+
+    def make_durable(self, account: str) -> None:
+        """fdatasync what was appended for the account so far.
+
+        Outside the lock (on a duplicate of the descriptor), so the next batch can be
+        appended while this one goes to disk.
+        """
+        with self._lock:
+            writer = self._writers.get(account)
+            if writer is None:
+                return
+            fd = os.dup(writer.fd)
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def release(self, account: str | None = None) -> None:
+        """Unlock the packs written so far, for other writers: only once every row that
+        points into them has committed (until then the lock keeps them from removal)."""
+        with self._lock:
+            for name in [account] if account is not None else list(self._writers | self._retired):
+                for writer in [*self._retired.pop(name, []), *filter(None, [self._writers.pop(name, None)])]:
+                    writer.close()
+
+    def _writer(self, account: str) -> _Writer:
+        if account in self._writers:
+            return self._writers[account]
+        folder = self.directory / account
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in sorted(folder.glob(f"*{_SUFFIX}")):
+            if path.stat().st_size < PACK_LIMIT and (fd := _lock_if_current(path)) is not None:
+                break
+        else:
+            path = folder / f"{uuid.uuid4().hex}{_SUFFIX}"
+            fd = _lock_if_current(path)
+            assert fd is not None, "a fresh random name cannot be locked by anyone else"
+            _fsync_directory(folder)  # the new file's name must survive a crash with its bytes
+        self._writers[account] = _Writer(path, fd)
+        return self._writers[account]
+
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[Callable[[str, str, int, int], bytes]]:
+        """`read(account, pack, offset, size)` with each pack opened once."""
+        files: dict[tuple[str, str], int] = {}
+
+        def read(account: str, pack: str, offset: int, size: int) -> bytes:
+            fd = files.get((account, pack))
+            if fd is None:
+                try:
+                    fd = files[(account, pack)] = os.open(self._path(account, pack), os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    raise MissingRawBytesError(f"raw bytes missing: pack {account}/{pack} is gone") from None
+            data = os.pread(fd, size, offset)
+            if len(data) != size:
+                raise MissingRawBytesError(f"raw bytes missing: pack {account}/{pack} ends before {offset + size}")
+            return data
+
+        try:
+            yield read
+        finally:
+            for fd in files.values():
+                os.close(fd)
+
+    def packs(self, account: str) -> list[str]:
+        return sorted(path.stem for path in (self.directory / account).glob(f"*{_SUFFIX}"))
+
+    def remove_if_unreferenced(self, account: str, pack: str, referenced: Callable[[], bool]) -> bool:
+        """Delete a pack no row points at. `referenced` is asked under the pack's lock, so
+        a writer cannot be appending (and committing rows) to it meanwhile."""
+        path = self._path(account, pack)
+        if not path.exists() or (fd := _lock_if_current(path)) is None:
+            return False
+        try:
+            if referenced():
+                return False
+            path.unlink()
+            return True
+        finally:
+            os.close(fd)
+
+    def _path(self, account: str, pack: str) -> Path:
+        return self.directory / account / f"{pack}{_SUFFIX}"
