@@ -50,6 +50,9 @@ def trace_chunk(chunk_id: str) -> dict[str, Any]:
             "internaldate": raw.get("internaldate"),
             "fetched_by_run": raw.get("run_id"),
             "server_id": raw.get("server_id"),
+            # Where the exact bytes are: the table, or a pack file beside a SQLite database.
+            "stored_in": f"pack {raw['pack']} at {raw['pack_offset']}" if raw.get("pack") else "table",
+            "bytes_readable": raw.get("raw") is not None,
             "preview": raw_bytes[:RAW_PREVIEW_BYTES].decode("utf-8", "replace"),
         },
         "parsed": {
@@ -104,7 +107,9 @@ def format_trace(lineage: dict[str, Any]) -> str:
         ],
         "",
         f"raw: {raw['size']} bytes, sha256 {raw['sha256']}, fetched by run {raw['fetched_by_run']}"
-        + (f", server id {raw['server_id']}" if raw["server_id"] else ""),
+        + (f", server id {raw['server_id']}" if raw["server_id"] else "")
+        + f", in {raw['stored_in']}"
+        + ("" if raw["bytes_readable"] else " (BYTES MISSING: the pack is gone or cut)"),
         "",
         f"parsed ({parsed['code_version']}, run {parsed['run_id']}):",
         f"  Message-ID: {parsed['message_id']}",

@@ -124,6 +124,8 @@ def test_account_partition_end_to_end(mail_user, instance, capsys: pytest.Captur
     lineage = json.loads(capsys.readouterr().out)
     assert lineage["locations"][0]["folder"] == "INBOX" and lineage["locations"][0]["uid"] == 1
     assert lineage["raw"]["sha256"] == hashlib.sha256(OUTAGE).hexdigest()
+    assert lineage["raw"]["stored_in"].startswith("pack ") and lineage["raw"]["bytes_readable"]
+    assert OUTAGE.decode().startswith(lineage["raw"]["preview"])
     assert lineage["vector"]["dimensions"] == 384
     assert lineage["chunk"]["run_id"] == first[0].run_id
 
