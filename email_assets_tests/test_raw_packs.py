@@ -93,3 +93,21 @@ def test_lost_or_cut_pack_is_a_one_line_error(tmp_path: Path) -> None:
     path.unlink()
     with store.reader() as read, pytest.raises(MissingRawBytesError, match=f"pack {ACCOUNT}/{pack} is gone$"):
         read(ACCOUNT, pack, offset, 100)
+
+
+def test_a_failed_write_is_a_one_line_error_and_shifts_no_later_offset(tmp_path: Path, monkeypatch) -> None:
+    store = PackStore(tmp_path)
+    first = store.append(ACCOUNT, [b"a" * 100])
+    real_write = os.write
+
+    def disk_full_half_way(fd: int, data: memoryview) -> int:
+        real_write(fd, data[:50])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(raw_packs.os, "write", disk_full_half_way)
+    with pytest.raises(raw_packs.PackWriteError, match="No space left on device"):
+        store.append(ACCOUNT, [b"b" * 100])
+    monkeypatch.setattr(raw_packs.os, "write", real_write)
+    places = store.append(ACCOUNT, [b"c" * 100])
+    assert places == [(first[0][0], 150)]  # after the 50 bytes the failed write left unreferenced
+    assert read_all(store, first + places, [b"a" * 100, b"c" * 100]) == [b"a" * 100, b"c" * 100]

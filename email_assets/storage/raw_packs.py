@@ -31,6 +31,10 @@ PACK_LIMIT = 256 * 1024 * 1024
 _SUFFIX = ".pack"
 
 
+class PackWriteError(UserError):
+    """Raw bytes could not be written (disk full, permissions): the batch is not stored."""
+
+
 class MissingRawBytesError(UserError):
     """A row points at pack bytes that are not there: the pack directory was damaged."""
 
@@ -40,7 +44,11 @@ class _Writer:
 
     def __init__(self, path: Path, fd: int) -> None:
         self.path, self.fd = path, fd
-        self.size = os.fstat(fd).st_size  # what a crashed writer left unreferenced stays before us
+
+    def size(self) -> int:
+        """Where the next append lands: read from the file each time, so a failed partial
+        write (disk full) shifts no later offset. Nobody else appends while we hold the lock."""
+        return os.fstat(self.fd).st_size
 
     def close(self) -> None:
         os.close(self.fd)  # releases the flock
@@ -90,17 +98,19 @@ class PackStore:
         """Write blobs to the account's pack; returns (pack name, offset) for each, in
         order. Not durable until `make_durable`: commit no row pointing here before it."""
         with self._lock:
-            writer = self._writer(account)
-            if writer.size >= PACK_LIMIT:  # full: a new pack, the old one durable and kept locked
-                os.fdatasync(writer.fd)
-                self._retired.setdefault(account, []).append(self._writers.pop(account))
+            try:
                 writer = self._writer(account)
-            start = writer.size
-            data = memoryview(b"".join(blobs))
-            written = 0
-            while written < len(data):
-                written += os.write(writer.fd, data[written:])
-            writer.size += written
+                if writer.size() >= PACK_LIMIT:  # full: a new pack, the old one durable and kept locked
+                    os.fdatasync(writer.fd)
+                    self._retired.setdefault(account, []).append(self._writers.pop(account))
+                    writer = self._writer(account)
+                start = writer.size()
+                data = memoryview(b"".join(blobs))
+                written = 0
+                while written < len(data):
+                    written += os.write(writer.fd, data[written:])
+            except OSError as error:
+                raise PackWriteError(f"cannot write raw bytes under {self.directory / account}: {error}") from None
             places = []
             for blob in blobs:
                 places.append((writer.path.stem, start))
