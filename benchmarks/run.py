@@ -4,7 +4,7 @@ Builds an N-message mailbox (median ~6 KB, tail to ~200 KB) straight into a Mail
 mtimes are Dovecot's INTERNALDATEs), then measures, on the same server and data:
   * bare:   stdlib imaplib, one pipelined `UID FETCH 1:* (BODY.PEEK[])`, bytes discarded
   * mbsync: isync pulling the folder into a Maildir (the trusted peer)
-  * ours:   raw_messages' sync (aioimaplib fetch + SQLite persist) over all the days
+  * ours:   raw_messages' sync (aioimaplib fetch; bytes to a pack file, rows to SQLite) over all the days
   * parse+clean: parsed_emails + cleaned_text steps over the stored messages
 and prints messages/s (median of `--repeat` interleaved runs) with ratios against the
 peers. Targets (issues #3, #4): sync >= 2x
