@@ -15,7 +15,7 @@ from email_assets import settings
 from email_assets.defs.materialize import materialize_partitions
 from email_assets.embedding import embedder_from_spec
 from email_assets.storage.database import engine_for
-from email_assets.storage.messages import MessageStore
+from email_assets.storage.messages import MessageStore, pack_directory
 from email_assets.storage.tables import chunks, cleaned_texts, message_locations, parsed_emails, raw_messages
 from email_assets.storage.vectors import VectorStore
 from email_assets_tests.conftest import add_account, message, run_cli, utc
@@ -216,6 +216,8 @@ def test_retention_job_purges_tables_and_chroma(mail_user, instance, monkeypatch
     result = defs.resolve_job_def("retention_job").execute_in_process(instance=instance)
     assert result.success
     assert _counts() == {"raw_messages": 1, "message_locations": 1, "parsed_emails": 1, "cleaned_texts": 1, "chunks": 1}
+    packs = b"".join(path.read_bytes() for path in pack_directory(settings.database_url()).rglob("*.pack"))
+    assert OUTAGE not in packs and LISBON in packs  # the expired message's bytes are gone from disk too
     vectors = VectorStore(settings.chroma_location(), embedder_from_spec("local").model_name)
     assert [m["day"] for m in vectors.collection.get(include=["metadatas"])["metadatas"]] == [today.isoformat()]
     # A partition outside the window is not fetched again.

@@ -111,3 +111,18 @@ def test_a_failed_write_is_a_one_line_error_and_shifts_no_later_offset(tmp_path:
     places = store.append(ACCOUNT, [b"c" * 100])
     assert places == [(first[0][0], 150)]  # after the 50 bytes the failed write left unreferenced
     assert read_all(store, first + places, [b"a" * 100, b"c" * 100]) == [b"a" * 100, b"c" * 100]
+
+
+@pytest.mark.parametrize("punch_holes", [True, False], ids=["hole-punching", "zero-fill"])
+def test_erase_zeroes_only_the_given_messages(tmp_path: Path, monkeypatch, punch_holes: bool) -> None:
+    if not punch_holes:  # a file system (or libc) without fallocate hole punching
+        monkeypatch.setattr(raw_packs, "_fallocate", None)
+    store = PackStore(tmp_path)
+    data = blobs(6, size=10_000)
+    places = store.append(ACCOUNT, data)
+    store.release()
+    gone = [1, 2, 4]
+    store.erase(ACCOUNT, [(*places[index], len(data[index])) for index in gone])
+    with store.reader() as read:
+        for index, ((pack, offset), blob) in enumerate(zip(places, data, strict=True)):
+            assert read(ACCOUNT, pack, offset, len(blob)) == (bytes(len(blob)) if index in gone else blob)

@@ -31,9 +31,19 @@ def test_bytes_go_to_a_pack_and_an_emptied_pack_is_deleted(mail_user, store) -> 
         assert connection.execute(raw_messages.select().where(raw_messages.c.raw != b"")).first() is None
     assert os.path.getsize(store.packs.directory / "work" / f"{pack}.pack") == sum(len(raw) for raw, _ in messages)
 
+    path = store.packs.directory / "work" / f"{pack}.pack"
+    before = path.read_bytes()
+    allocated = os.stat(path).st_blocks * 512
     mail_user.expunge("1:29")
     sync(mail_user, store, [DAY])
-    assert len(rows(store, raw_messages)) == 1 and pack_files(store) == [pack]  # one message still lives there
+    [last] = rows(store, raw_messages)
+    assert last["raw"] == messages[29][0] and pack_files(store) == [pack]  # one message still lives there
+    # The expunged messages' bytes are gone from the pack at once, and their blocks returned.
+    after = path.read_bytes()
+    start, end = last["pack_offset"], last["pack_offset"] + last["size"]
+    assert len(after) == len(before) and after[start:end] == before[start:end]
+    assert after[:start].count(0) == start and after[end:].count(0) == len(after) - end
+    assert os.stat(path).st_blocks * 512 < allocated / 5
     mail_user.expunge("30")
     report = sync(mail_user, store, [DAY])
     assert report.removed[DAY.isoformat()] == 1

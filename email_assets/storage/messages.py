@@ -63,6 +63,18 @@ def pack_directory(database_url: str) -> Path | None:
     return path.with_name(f"{path.stem}-raw")
 
 
+def _delete_raw(connection: sa.Connection, *conditions: Any) -> tuple[int, list[tuple[str, str, int, int]]]:
+    """Delete raw rows; returns how many, and the pack regions (account, pack, offset,
+    size) their bytes occupied, to be erased once the deletion has committed."""
+    regions = connection.execute(
+        sa.select(raw_messages.c.account, raw_messages.c.pack, raw_messages.c.pack_offset, raw_messages.c.size).where(
+            raw_messages.c.pack.is_not(None), *conditions
+        )
+    ).all()
+    result = connection.execute(sa.delete(raw_messages).where(*conditions))
+    return result.rowcount or 0, [tuple(region) for region in regions]
+
+
 @dataclass
 class PreparedBatch:
     """Rows of a fetched batch, ready to commit; its new bytes already written to a pack."""
@@ -244,22 +256,22 @@ class MessageStore:
             if not gone:
                 return 0
             has_location = sa.exists().where(message_locations.c.message_key == raw_messages.c.message_key)
-            result = connection.execute(
-                sa.delete(raw_messages).where(
-                    raw_messages.c.account == account, raw_messages.c.day == iso, ~has_location
-                )
+            removed, regions = _delete_raw(
+                connection, raw_messages.c.account == account, raw_messages.c.day == iso, ~has_location
             )
-            removed = result.rowcount or 0
-        if removed:
-            self.remove_dead_packs(account)
+        self._erase(regions)
         return removed
 
-    def remove_dead_packs(self, account: str) -> list[str]:
-        """Delete the account's packs that no stored message points at any more.
+    def _erase(self, regions: list[tuple[str, str, int, int]]) -> None:
+        """After their rows are gone: zero removed messages' bytes, then drop emptied packs."""
+        if self.packs is None or not regions:
+            return
+        for account in sorted({owner for owner, *_ in regions}):
+            self.packs.erase(account, [(pack, at, size) for owner, pack, at, size in regions if owner == account])
+            self.remove_dead_packs(account)
 
-        Bytes of a removed message stay in a pack that still holds live ones, as freed
-        pages stay in a SQLite file; whole packs go once their last message is gone.
-        """
+    def remove_dead_packs(self, account: str) -> list[str]:
+        """Delete the account's packs that no stored message points at any more."""
         if self.packs is None:
             return []
 
@@ -463,16 +475,11 @@ class MessageStore:
     def delete_days_before(self, cutoff_day: str) -> dict[str, int]:
         deleted = {}
         with self.engine.begin() as connection:
-            accounts = (
-                connection.execute(sa.select(raw_messages.c.account).where(raw_messages.c.day < cutoff_day).distinct())
-                .scalars()
-                .all()
-            )
-            for table in (chunks, cleaned_texts, parsed_emails, message_locations, raw_messages):
+            for table in (chunks, cleaned_texts, parsed_emails, message_locations):
                 result = connection.execute(sa.delete(table).where(table.c.day < cutoff_day))
                 deleted[table.name] = result.rowcount or 0
-        for account in accounts:
-            self.remove_dead_packs(account)
+            deleted[raw_messages.name], regions = _delete_raw(connection, raw_messages.c.day < cutoff_day)
+        self._erase(regions)
         return deleted
 
     # --- lineage ------------------------------------------------------------------------

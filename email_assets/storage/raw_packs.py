@@ -10,25 +10,31 @@ mail the same way: many messages per file, an index beside them.)
 
 A writer holds an exclusive `flock` on the pack it appends to, so concurrent syncs of one
 account (up to its `max_connections`) never interleave; a pack that is not locked is
-reused until it reaches `PACK_LIMIT`. A pack none of whose messages is referenced any
-more is deleted, under the same lock (`remove_if_unreferenced`).
+reused until it reaches `PACK_LIMIT`. The bytes of a removed message are zeroed and their
+blocks returned at once (`erase`, hole punching); a pack none of whose messages is
+referenced any more is deleted, under the same lock (`remove_if_unreferenced`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import os
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from email_assets.errors import UserError
 
 PACK_LIMIT = 256 * 1024 * 1024
 _SUFFIX = ".pack"
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+_fallocate = getattr(ctypes.CDLL(None, use_errno=True), "fallocate", None)  # Linux (glibc, musl)
+if _fallocate is not None:
+    _fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
 
 
 class PackWriteError(UserError):
@@ -74,6 +80,30 @@ def _lock_if_current(path: Path) -> int | None:
 def _close_all(writers: dict[str, _Writer], retired: dict[str, list[_Writer]]) -> None:
     for writer in [*writers.values(), *(old for olds in retired.values() for old in olds)]:
         writer.close()
+
+
+def _punch_hole(fd: int, offset: int, size: int) -> None:
+    """Zero a byte range and hand its blocks back to the file system; where the file
+    system cannot punch holes, overwrite it with zeros (the bytes still go)."""
+    mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+    if _fallocate is not None and _fallocate(fd, mode, offset, size) == 0:
+        return
+    zeros = bytes(min(size, 1 << 20))
+    done = 0
+    while done < size:
+        done += os.pwrite(fd, zeros[: size - done], offset + done)
+
+
+def _coalesced(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Adjacent spans as one: a hole punched per message would leave the block they
+    share allocated."""
+    merged: list[tuple[int, int]] = []
+    for offset, size in sorted(spans):
+        if merged and merged[-1][0] + merged[-1][1] == offset:
+            merged[-1] = (merged[-1][0], merged[-1][1] + size)
+        else:
+            merged.append((offset, size))
+    return merged
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -178,6 +208,25 @@ class PackStore:
             yield read
         finally:
             for fd in files.values():
+                os.close(fd)
+
+    def erase(self, account: str, regions: Iterable[tuple[str, int, int]]) -> None:
+        """Zero the bytes of removed messages, (pack, offset, size) each, at once: mail
+        deleted on the server must not linger in a pack that still holds other mail.
+        Appends elsewhere in the same pack are unaffected; a pack already gone is skipped."""
+        by_pack: dict[str, list[tuple[int, int]]] = {}
+        for pack, offset, size in regions:
+            by_pack.setdefault(pack, []).append((offset, size))
+        for pack, spans in by_pack.items():
+            try:
+                fd = os.open(self._path(account, pack), os.O_WRONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                for offset, size in _coalesced(spans):
+                    _punch_hole(fd, offset, size)
+                os.fdatasync(fd)
+            finally:
                 os.close(fd)
 
     def packs(self, account: str) -> list[str]:
