@@ -60,12 +60,12 @@ class _Writer:
         os.close(self.fd)  # releases the flock
 
 
-def _lock_if_current(path: Path) -> int | None:
+def _lock_if_current(path: Path, create: bool = False) -> int | None:
     """Open and exclusively lock `path`; None if another process holds it or it was
     deleted meanwhile (a lock on an unlinked inode would take bytes into the void)."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    except FileNotFoundError:  # the account directory itself was removed
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | (os.O_CREAT | os.O_EXCL if create else 0), 0o600)
+    except FileNotFoundError:  # removed since it was listed
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -177,11 +177,13 @@ class PackStore:
         folder = self.directory / account
         folder.mkdir(parents=True, exist_ok=True)
         for path in sorted(folder.glob(f"*{_SUFFIX}")):
-            if path.stat().st_size < PACK_LIMIT and (fd := _lock_if_current(path)) is not None:
-                break
+            if (fd := _lock_if_current(path)) is not None:
+                if os.fstat(fd).st_size < PACK_LIMIT:
+                    break
+                os.close(fd)
         else:
             path = folder / f"{uuid.uuid4().hex}{_SUFFIX}"
-            fd = _lock_if_current(path)
+            fd = _lock_if_current(path, create=True)
             assert fd is not None, "a fresh random name cannot be locked by anyone else"
             _fsync_directory(folder)  # the new file's name must survive a crash with its bytes
         self._writers[account] = _Writer(path, fd)
@@ -236,7 +238,7 @@ class PackStore:
         """Delete a pack no row points at. `referenced` is asked under the pack's lock, so
         a writer cannot be appending (and committing rows) to it meanwhile."""
         path = self._path(account, pack)
-        if not path.exists() or (fd := _lock_if_current(path)) is None:
+        if (fd := _lock_if_current(path)) is None:
             return False
         try:
             if referenced():
