@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 
@@ -105,3 +106,37 @@ def test_rows_of_an_earlier_release_keep_their_bytes_in_the_table(mail_user, sto
     stored = list(MessageStore(store.url).raw_in_partition("work", DAY.isoformat()))
     assert sorted(row["raw"] for row in stored) == sorted(raw for raw, _ in older + newer)
     assert all(hashlib.sha256(row["raw"]).hexdigest() == row["sha256"] for row in stored)
+
+
+def _sync_day_after(barrier, account, password: str, url: str, day) -> None:  # noqa: ANN001 - spawned process
+    from email_assets.pipeline import sync_account_days
+
+    barrier.wait()
+    sync_account_days(account, password, MessageStore(url), [day], None, batch_size=20)
+
+
+def test_two_processes_syncing_one_account_write_separate_packs(mail_user, store) -> None:  # noqa: F811
+    import multiprocessing
+
+    from email_assets_tests.test_imap_sync import account_for
+
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    messages = [item for day in days for item in batch(600, day, size=4_000, prefix=day.isoformat())]
+    mail_user.append(messages)
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    account = account_for(mail_user, max_connections=2)
+    workers = [
+        context.Process(target=_sync_day_after, args=(barrier, account, mail_user.password, store.url, day))
+        for day in days
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+
+    stored = rows(store, raw_messages)
+    assert sorted(row["raw"] for row in stored) == sorted(raw for raw, _ in messages)  # nothing torn or crossed
+    assert all(hashlib.sha256(row["raw"]).hexdigest() == row["sha256"] for row in stored)
+    assert len(pack_files(store)) == 2  # each writer held its own pack while the other wrote
