@@ -160,6 +160,8 @@ class PackStore:
             fd = os.dup(writer.fd)
         try:
             os.fdatasync(fd)
+        except OSError as error:  # the bytes may not be on disk: no row may point at them
+            raise PackWriteError(f"cannot flush raw bytes under {self.directory / account}: {error}") from None
         finally:
             os.close(fd)
 
