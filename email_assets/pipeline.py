@@ -143,8 +143,7 @@ def parse_partition(store: MessageStore, account: str, day: str, run_id: str | N
     report.removed = store.delete_messages(parsed_emails, set(parsed_versions) - set(raw_keys))
     work = (
         (raw["message_key"], raw["sha256"], raw["raw"], raw["internaldate"], raw["server_thread_id"])
-        for raw in store.raw_in_partition(account, day)
-        if raw["message_key"] in stale
+        for raw in store.raw_in_partition(account, day, only=stale)
     )
     with CoreMap() as cores:
         for window in _windows(work):

@@ -140,3 +140,17 @@ def test_two_processes_syncing_one_account_write_separate_packs(mail_user, store
     assert sorted(row["raw"] for row in stored) == sorted(raw for raw, _ in messages)  # nothing torn or crossed
     assert all(hashlib.sha256(row["raw"]).hexdigest() == row["sha256"] for row in stored)
     assert len(pack_files(store)) == 2  # each writer held its own pack while the other wrote
+
+
+def test_reparsing_an_unchanged_partition_reads_no_raw_bytes(mail_user, store) -> None:  # noqa: F811
+    from email_assets.pipeline import parse_partition
+
+    mail_user.append(batch(5, DAY))
+    sync(mail_user, store, [DAY])
+    assert parse_partition(store, "work", DAY.isoformat(), None).processed == 5
+    for pack in pack_files(store):
+        (store.packs.directory / "work" / f"{pack}.pack").unlink()  # any read would now fail
+
+    again = parse_partition(store, "work", DAY.isoformat(), None)
+
+    assert (again.processed, again.reused, again.messages) == (0, 5, 5)

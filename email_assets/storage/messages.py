@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,9 +319,12 @@ class MessageStore:
             rows = connection.execute(sa.select(folder_state).where(folder_state.c.account == account)).mappings()
             return {row["folder"]: dict(row) for row in rows}
 
-    def raw_in_partition(self, account: str, day: str, missing_ok: bool = False) -> Iterator[dict[str, Any]]:
-        """Raw rows of a partition with their bytes, streamed: a day's bytes are never all
-        in memory. Bytes a pack lost raise `MissingRawBytesError`, or are None if `missing_ok`."""
+    def raw_in_partition(
+        self, account: str, day: str, missing_ok: bool = False, only: Container[str] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Raw rows of a partition with their bytes (of the keys in `only`, if given: the
+        others' bytes are not read), streamed: a day's bytes are never all in memory.
+        Bytes a pack lost raise `MissingRawBytesError`, or are None if `missing_ok`."""
         with self.engine.connect() as connection, self._raw_resolver(missing_ok) as resolve:
             result = (
                 connection.execution_options(stream_results=True, yield_per=200)
@@ -343,7 +346,8 @@ class MessageStore:
                 .mappings()
             )
             for row in result:
-                yield resolve(row)
+                if only is None or row["message_key"] in only:
+                    yield resolve(row)
 
     def raw_bytes(self, keys: Iterable[str]) -> dict[str, bytes | None]:
         """message_key -> the stored bytes (None where a pack lost them)."""
