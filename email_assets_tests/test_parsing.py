@@ -118,13 +118,19 @@ def test_empty_and_garbage_input_is_a_row_not_an_exception() -> None:
 
 
 def test_every_real_fixture_parses_to_storable_row() -> None:
+    attachments = 0
     for path in all_real_messages():
-        row = parse(path).as_row()
+        parsed = parse(path)
+        row = parsed.as_row()
         assert row["parse_error"] is None, path
+        # plain JSON-able dicts, field for field
+        assert row["attachments"] == [vars(attachment) for attachment in parsed.attachments], path
+        attachments += len(row["attachments"])
         for key in ("subject", "text_body", "html_body", "from_name"):
             if row[key] is not None:
                 row[key].encode("utf-8")
                 assert "\x00" not in row[key]
+    assert attachments > 10  # the fixtures do carry attachments
 
 
 def test_normalize_message_id() -> None:

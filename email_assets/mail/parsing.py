@@ -11,7 +11,7 @@ import datetime as dt
 import email
 import email.utils
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from email.header import decode_header, make_header
 from email.message import Message
 from typing import Any
@@ -53,7 +53,7 @@ class ParsedEmail:
 
     def as_row(self) -> dict[str, Any]:
         """Storable values: every string valid Unicode without NUL (PostgreSQL refuses both)."""
-        return _storable(asdict(self))
+        return _storable(self)
 
 
 def storable_text(text: str) -> str:
@@ -71,12 +71,16 @@ def storable_text(text: str) -> str:
 
 
 def _storable(value: Any) -> Any:
+    """A copy made storable in one pass (`dataclasses.asdict` deep-copied everything first:
+    a tenth of parsing time, for a copy this pass makes anyway)."""
     if isinstance(value, str):
         return storable_text(value)
     if isinstance(value, list):
         return [_storable(item) for item in value]
     if isinstance(value, dict):
         return {key: _storable(item) for key, item in value.items()}
+    if is_dataclass(value):
+        return {item.name: _storable(getattr(value, item.name)) for item in fields(value)}
     return value
 
 
