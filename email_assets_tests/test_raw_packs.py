@@ -128,9 +128,9 @@ def test_erase_zeroes_only_the_given_messages(tmp_path: Path, monkeypatch, punch
             assert read(ACCOUNT, pack, offset, len(blob)) == (bytes(len(blob)) if index in gone else blob)
 
 
-def test_a_failed_flush_is_a_storage_error(tmp_path: Path, monkeypatch) -> None:
+def test_a_failed_flush_or_erase_is_a_storage_error(tmp_path: Path, monkeypatch) -> None:
     store = PackStore(tmp_path)
-    store.append(ACCOUNT, [b"a" * 100])
+    [(pack, offset)] = store.append(ACCOUNT, [b"a" * 100])
 
     def failing(fd: int) -> None:
         raise OSError(5, "Input/output error")
@@ -138,3 +138,5 @@ def test_a_failed_flush_is_a_storage_error(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(raw_packs.os, "fdatasync", failing)
     with pytest.raises(raw_packs.PackWriteError, match="cannot flush raw bytes under .*Input/output error"):
         store.make_durable(ACCOUNT)
+    with pytest.raises(raw_packs.PackWriteError, match="cannot erase removed mail in .*Input/output error"):
+        store.erase(ACCOUNT, [(pack, offset, 100)])

@@ -230,6 +230,8 @@ class PackStore:
                 for offset, size in _coalesced(spans):
                     _punch_hole(fd, offset, size)
                 os.fdatasync(fd)
+            except OSError as error:
+                raise PackWriteError(f"cannot erase removed mail in {self._path(account, pack)}: {error}") from None
             finally:
                 os.close(fd)
 
