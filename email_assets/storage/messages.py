@@ -123,6 +123,7 @@ class MessageStore:
         return known
 
     def save_fetched(self, account: str, messages: list[FetchedMessage], run_id: str | None) -> None:
+        """Store one batch in one call, for callers with no next batch to overlap."""
         self.commit_prepared(self.prepare_fetched(account, messages, run_id))
 
     def prepare_fetched(self, account: str, messages: list[FetchedMessage], run_id: str | None) -> PreparedBatch:
