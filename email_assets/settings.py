@@ -1,4 +1,4 @@
-"""Configuration from the environment, read once per process (see PRODUCT.md).
+"""Configuration from the environment, read once per process (the variables are listed in the README).
 
 Plain Python so that the CLI, the Dagster resources and the tests share one reading of
 the same variables; `dagster dev` also loads `.env` into the environment first.

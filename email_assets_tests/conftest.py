@@ -22,6 +22,8 @@ import pytest
 from email_assets import cli
 from email_assets.credentials import generate_key
 from email_assets.demo.dovecot import DovecotServer, make_server
+from email_assets_tests import repository_boundary
+from email_assets_tests.postgres_server import postgres_server
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _user_numbers = itertools.count(1)
@@ -36,6 +38,13 @@ def dovecot() -> Iterator[DovecotServer]:
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """`user@host:port` of a trust-auth PostgreSQL: the machine's, or one started for the session."""
+    with postgres_server() as server:
+        yield server
 
 
 @dataclass
@@ -148,3 +157,4 @@ def utc(day: dt.date, hour: int = 12, minute: int = 0) -> dt.datetime:
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+repository_boundary.install()

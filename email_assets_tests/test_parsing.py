@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from email_assets.mail.parsing import decode_bytes, normalize_message_id, parse_message
-from email_assets_tests.real_mail import CORPUS, CPYTHON_EMAIL_DATA, all_real_messages
+from email_assets_tests.real_mail import CPYTHON_EMAIL_DATA, FIXTURES, all_real_messages
 
 INTERNALDATE = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
 
@@ -38,7 +38,7 @@ def parse(path) -> object:
     ],
 )
 def test_decoded_subjects_senders_and_bodies(fixture: str, subject: str, sender: str, text_start: str) -> None:
-    parsed = parse(CORPUS / fixture)
+    parsed = parse(FIXTURES / fixture)
     assert parsed.parse_error is None
     assert parsed.subject == subject
     assert parsed.from_address == sender
@@ -46,13 +46,13 @@ def test_decoded_subjects_senders_and_bodies(fixture: str, subject: str, sender:
 
 
 def test_unparseable_date_falls_back_to_internaldate_and_says_so() -> None:
-    parsed = parse(CORPUS / "mikel-mail/error_emails/bad_date_header.eml")
+    parsed = parse(FIXTURES / "mikel-mail/error_emails/bad_date_header.eml")
     assert parsed.date == INTERNALDATE and parsed.date_source == "internaldate"
     assert "Date: unparseable, using INTERNALDATE" in parsed.defects
 
 
 def test_boundary_less_multipart_keeps_its_text_and_records_the_defect() -> None:
-    parsed = parse(CORPUS / "mikel-mail/error_emails/content_transfer_encoding_text-html.eml")
+    parsed = parse(FIXTURES / "mikel-mail/error_emails/content_transfer_encoding_text-html.eml")
     assert parsed.html_body or parsed.text_body
     raw = b"Subject: x\r\nContent-Type: multipart/mixed\r\n\r\nplain words with no boundary\r\n"
     broken = parse_message(raw, INTERNALDATE)
@@ -140,14 +140,14 @@ def test_normalize_message_id() -> None:
 
 
 def test_bounce_keeps_the_report_text_and_the_returned_message() -> None:
-    parsed = parse(CORPUS / "mikel-mail/multipart_report_emails/multi_address_bounce1.eml")
+    parsed = parse(FIXTURES / "mikel-mail/multipart_report_emails/multi_address_bounce1.eml")
     assert parsed.subject == "Undelivered Mail Returned to Sender"
     assert parsed.text_body.startswith("This is the mail system at host")
     assert "message/rfc822" in [a.content_type for a in parsed.attachments]
 
 
 def test_outlook_msg_file_is_a_defect_not_garbage_text() -> None:
-    parsed = parse(CORPUS / "mail-parser/mail_outlook_1")
+    parsed = parse(FIXTURES / "mail-parser/mail_outlook_1")
     assert parsed.text_body is None and parsed.html_body is None
     assert any("binary data, not text" in defect for defect in parsed.defects)
     assert parsed.attachments[0].content_type == "application/octet-stream"
@@ -175,7 +175,7 @@ def test_deep_nesting_and_huge_parts_are_bounded() -> None:
 
 
 def test_rfc6532_raw_utf8_headers_are_not_defects() -> None:
-    parsed = parse(CORPUS / "mikel-mail/rfc6532/utf8_headers.eml")
+    parsed = parse(FIXTURES / "mikel-mail/rfc6532/utf8_headers.eml")
     assert (parsed.subject, parsed.from_name, parsed.from_address) == (
         "Säying Hello",
         "Jöhn Doe",

@@ -1,7 +1,8 @@
 """The same pipeline with the project's tables and Dagster's storage on PostgreSQL.
 
-Uses the server at 127.0.0.1:5432 (trust auth); each test creates and drops its own
-databases, so nothing is shared with other runs.
+Uses the server at 127.0.0.1:5432 (trust auth) when one answers, else a throwaway
+cluster the suite starts itself; each test creates and drops its own databases, so
+nothing is shared with other runs.
 """
 
 from __future__ import annotations
@@ -20,31 +21,32 @@ from email_assets.defs.materialize import materialize_partitions
 from email_assets.storage.database import engine_for
 from email_assets.storage.tables import chunks, message_locations, raw_messages
 from email_assets_tests.conftest import PROJECT_ROOT, add_account, message, utc
+from email_assets_tests.postgres_server import MACHINE_SERVER, answers, throwaway_cluster
 
-PG = "postgres@127.0.0.1:5432"
 DAY = dt.date(2026, 11, 20)
 
 
 @pytest.fixture
-def postgres_databases() -> Iterator[tuple[str, str]]:
+def postgres_databases(postgres: str) -> Iterator[tuple[str, str, str]]:
+    """(server, tables database, Dagster database)."""
     suffix = uuid.uuid4().hex[:10]
     names = (f"email_assets_{suffix}", f"dagster_{suffix}")
-    with psycopg.connect(f"postgresql://{PG}/postgres", autocommit=True) as connection:
+    with psycopg.connect(f"postgresql://{postgres}/postgres", autocommit=True) as connection:
         for name in names:
             connection.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield names
+        yield (postgres, *names)
     finally:
         engine_for.cache_clear()
-        with psycopg.connect(f"postgresql://{PG}/postgres", autocommit=True) as connection:
+        with psycopg.connect(f"postgresql://{postgres}/postgres", autocommit=True) as connection:
             for name in names:
                 connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_pipeline_on_postgres_tables_and_dagster_storage(mail_user, project_env, postgres_databases, monkeypatch):
-    tables_db, dagster_db = postgres_databases
-    monkeypatch.setenv("EMAIL_ASSETS_DATABASE_URL", f"postgresql+psycopg://{PG}/{tables_db}")
-    monkeypatch.setenv("EMAIL_ASSETS_DAGSTER_PG_URL", f"postgresql+psycopg2://{PG}/{dagster_db}")
+    server, tables_db, dagster_db = postgres_databases
+    monkeypatch.setenv("EMAIL_ASSETS_DATABASE_URL", f"postgresql+psycopg://{server}/{tables_db}")
+    monkeypatch.setenv("EMAIL_ASSETS_DAGSTER_PG_URL", f"postgresql+psycopg2://{server}/{dagster_db}")
     dagster_home = project_env / "dagster_home"
     shutil.copy(PROJECT_ROOT / "deploy" / "postgres" / "dagster.yaml", dagster_home / "dagster.yaml")
     hard = message("Ünïcode 8-bit", "naïve café body\r\n\r\n-- \r\nsig", extra_headers="X-Null: a\r\n")
@@ -61,10 +63,19 @@ def test_pipeline_on_postgres_tables_and_dagster_storage(mail_user, project_env,
         materializations = instance.fetch_materializations(dg.AssetKey("raw_messages"), limit=10).records
         assert len(materializations) == 2
 
-    engine = engine_for(f"postgresql+psycopg://{PG}/{tables_db}")
+    engine = engine_for(f"postgresql+psycopg://{server}/{tables_db}")
     assert engine.dialect.name == "postgresql"
     with engine.connect() as connection:
         raw = connection.execute(sa.select(raw_messages.c.raw)).scalars().all()
         assert sorted(raw) == sorted([message("pg one", "first body"), hard])
         assert connection.execute(sa.select(sa.func.count()).select_from(message_locations)).scalar_one() == 2
         assert connection.execute(sa.select(sa.func.count()).select_from(chunks)).scalar_one() == 2
+
+
+def test_throwaway_cluster_when_no_server_answers() -> None:
+    """The fallback a machine without a PostgreSQL on 5432 takes: a real cluster, started and removed."""
+    with throwaway_cluster() as server:
+        assert server != MACHINE_SERVER and answers(server)
+        with psycopg.connect(f"postgresql://{server}/postgres", autocommit=True) as connection:
+            assert connection.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
+    assert not answers(server)

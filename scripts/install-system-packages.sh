@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Debian packages the demo, tests and benchmarks run against: Dovecot (the IMAP server)
-# and isync (mbsync, the benchmark's peer). Installs only what is missing.
+# Debian packages the demo, tests and benchmarks run against, installing only what is missing:
+# - dovecot-imapd: the IMAP server the demo and the tests start on 127.0.0.1;
+# - isync (mbsync): the benchmark's peer;
+# - postgresql: only when nothing answers on 127.0.0.1:5432, so that the tests can start
+#   a throwaway cluster of their own (initdb + pg_ctl in a temp dir).
 set -euo pipefail
 missing=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
 command -v mbsync >/dev/null 2>&1 || missing+=(isync)
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  missing+=(postgresql)
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 echo "installing ${missing[*]}"
