@@ -1,4 +1,4 @@
-"""`email-assets`: keys, accounts, search and trace from the shell.
+"""`email-assets`: keys, accounts, search, status and trace from the shell.
 
 Every user mistake ends in one line on stderr and exit status 2, never a traceback.
 """
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from email_assets import settings
 from email_assets.credentials import SecretBox, generate_key
+from email_assets.embedding import embedder_from_spec
 from email_assets.errors import UserError
 from email_assets.mail.imap import DEFAULT_PORTS, SECURITY_MODES, connect
 from email_assets.storage.accounts import Account, AccountStore, validate_account_name
@@ -93,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--from", dest="sender", help="sender address")
     search.add_argument("-k", type=_positive, default=5)
     search.add_argument("--json", action="store_true")
+
+    status = commands.add_parser("status", help="which data dir, database and Chroma are read, and what they hold")
+    status.add_argument("--json", action="store_true")
 
     trace = commands.add_parser("trace", help="a chunk's lineage, raw bytes to vector")
     trace.add_argument("chunk_id")
@@ -188,7 +192,7 @@ def cmd_accounts(args: argparse.Namespace) -> None:
             health = (
                 "ok"
                 if not row["consecutive_failures"]
-                else f"{row['consecutive_failures']} failure(s): {row['last_error']}"
+                else f"failing ({row['consecutive_failures']} in a row: {row['last_error']})"
             )
             print(f"{row['name']}\t{row['username']}@{row['host']}:{row['port']}\t{row['security']}\t{health}")
     elif args.action == "test":
@@ -205,11 +209,24 @@ def cmd_accounts(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> None:
     from email_assets.search import search_chunks
+    from email_assets.status import read_status
 
     if args.since and args.until and args.since > args.until:
         raise UserError("--since is after --until")
-    hits = search_chunks(
-        args.text, k=args.k, account=args.account, since=args.since, until=args.until, sender=args.sender
+    embedder_from_spec(settings.embedder_spec())  # a bad EMAIL_ASSETS_EMBEDDER is an error even on an empty store
+    store = read_status()
+    if args.account and store.account(args.account) is None:
+        known = ", ".join(account.name for account in store.accounts) or "none"
+        raise UserError(f"no account named {args.account!r} in {store.database} (accounts: {known})")
+    note = store.empty_store_note()
+    if note:
+        print(note, file=sys.stderr)
+    hits = (
+        []
+        if note
+        else search_chunks(
+            args.text, k=args.k, account=args.account, since=args.since, until=args.until, sender=args.sender
+        )
     )
     for hit in hits:
         if args.json:
@@ -225,6 +242,13 @@ def cmd_search(args: argparse.Namespace) -> None:
         print("no matches")
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    from email_assets.status import format_status, read_status
+
+    store = read_status()
+    print(json.dumps(store.as_json()) if args.json else format_status(store))
+
+
 def cmd_trace(args: argparse.Namespace) -> None:
     from email_assets.trace import format_trace, trace_chunk
 
@@ -232,7 +256,13 @@ def cmd_trace(args: argparse.Namespace) -> None:
     print(json.dumps(lineage, default=str, ensure_ascii=False, indent=2) if args.json else format_trace(lineage))
 
 
-HANDLERS = {"keys": cmd_keys, "accounts": cmd_accounts, "search": cmd_search, "trace": cmd_trace}
+HANDLERS = {
+    "keys": cmd_keys,
+    "accounts": cmd_accounts,
+    "search": cmd_search,
+    "status": cmd_status,
+    "trace": cmd_trace,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

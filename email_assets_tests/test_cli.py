@@ -22,7 +22,9 @@ def cli(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subpr
     )
 
 
-@pytest.mark.parametrize("args", [[], ["keys"], ["accounts"], ["accounts", "add"], ["search"], ["trace"]])
+@pytest.mark.parametrize(
+    "args", [[], ["keys"], ["accounts"], ["accounts", "add"], ["search"], ["status"], ["trace"]]
+)
 def test_help_everywhere(args: list[str]) -> None:
     result = cli(*args, "--help")
     assert result.returncode == 0 and "usage: email-assets" in result.stdout
@@ -64,6 +66,7 @@ def test_keys_generate_prints_a_usable_key(project_env) -> None:
             "EMAIL_ASSETS_EMBEDDER must be 'local' or 'openai:MODEL'",
         ),
         (["accounts", "list"], {"EMAIL_ASSETS_DATABASE_URL": "nonsense://"}, "EMAIL_ASSETS_DATABASE_URL"),
+        (["search", "x", "--account", "nosuch"], {}, "no account named 'nosuch' in sqlite:///"),
     ],
 )
 def test_user_mistakes_are_one_line_errors(project_env, args, env, message) -> None:
@@ -95,3 +98,32 @@ def test_keys_rotate_reencrypts_with_the_first_key(mail_user, project_env, monke
     monkeypatch.setenv("EMAIL_ASSETS_FERNET_KEYS", new)  # the old key is gone for good
     assert run_cli(["accounts", "test", "work"]) == 0
     assert "login ok" in capsys.readouterr().out
+
+
+def test_status_and_search_name_the_store_they_read(project_env) -> None:
+    """A CLI pointed at an empty data dir says so, instead of a quiet "no matches"."""
+    data_dir = project_env / "data"
+    status = cli("status")
+    assert status.returncode == 0, status.stderr
+    assert f"data dir:  {data_dir}" in status.stdout
+    assert f"database:  sqlite:///{data_dir / 'email_assets.sqlite'}  (new: nothing stored yet)" in status.stdout
+    assert "accounts:  none" in status.stdout
+    search = cli("search", "anything", "--json")
+    assert search.returncode == 0 and search.stdout == ""
+    assert search.stderr.startswith("note: the store sqlite:///") and "has no accounts" in search.stderr
+    assert str(data_dir) in search.stderr and "Traceback" not in search.stderr
+
+
+def test_status_hides_the_database_password(project_env) -> None:
+    url = "postgresql+psycopg://reader:hunter2-secret@127.0.0.1:1/none"
+    result = cli("status", env={"EMAIL_ASSETS_DATABASE_URL": url})
+    assert result.returncode == 2 and "hunter2-secret" not in result.stderr + result.stdout
+
+
+def test_loading_the_code_location_warns_about_nothing_of_ours(project_env) -> None:
+    """What `dagster dev` prints on load: no deprecation or other warning raised in our code."""
+    code = "import email_assets.definitions as d; d.defs.get_repository_def(); d.defs.resolve_job_def('email_sync_job')"
+    result = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    package = str(Path(__file__).resolve().parents[1] / "email_assets") + os.sep
+    assert [line for line in result.stderr.splitlines() if line.startswith(package)] == []

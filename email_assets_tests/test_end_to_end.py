@@ -119,6 +119,14 @@ def test_account_partition_end_to_end(mail_user, instance, capsys: pytest.Captur
     assert hit["account"] == "work" and hit["from"] == "ana@example.org"
     assert {"chunk_id", "score", "date", "text"} <= set(hit)
 
+    # Status says what the store holds, per account.
+    assert run_cli(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["database_is_new"] is False and status["embedder"] == "local"
+    (work,) = status["accounts"]
+    assert (work["name"], work["health"], work["messages"], work["chunks"]) == ("work", "ok", 3, 3)
+    assert dt.datetime.fromisoformat(work["last_sync_at"]).tzinfo is not None
+
     # Trace goes back to the IMAP coordinates and the runs.
     assert run_cli(["trace", hit["chunk_id"], "--json"]) == 0
     lineage = json.loads(capsys.readouterr().out)
