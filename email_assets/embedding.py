@@ -43,6 +43,9 @@ class LocalEmbedder:
     def _model(self):  # noqa: ANN202 - SentenceTransformer is imported lazily (torch is slow to load)
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar is noise in CLI output and run logs
 
         return SentenceTransformer(self._model_path, device="cpu")
 

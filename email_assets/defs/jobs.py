@@ -5,13 +5,11 @@ import datetime as dt
 import dagster as dg
 
 from email_assets import pipeline, settings
-from email_assets.defs.partitions import account_day_partitions
 from email_assets.defs.resources import ChromaResource, EmbeddingResource, MailStoreResource
 
 email_sync_job = dg.define_asset_job(
     name="email_sync_job",
     selection=["raw_messages", "parsed_emails", "cleaned_text", "email_embeddings"],
-    partitions_def=account_day_partitions,
     description="Fetch, parse, clean and embed one account x day partition.",
 )
 
