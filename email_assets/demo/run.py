@@ -38,6 +38,25 @@ def _prepare_environment() -> None:
     key_file = DEMO_DIR / "fernet.key"
     key_file.write_text(os.environ["EMAIL_ASSETS_FERNET_KEYS"])
     key_file.chmod(0o600)
+    _write_env_script(DEMO_DIR / "env.sh")
+
+
+def _write_env_script(path: Path) -> None:
+    """`source data/demo/env.sh`: the shell then reads the demo's stores, as `make ui` does.
+
+    Without it the CLI would open the default data dir, an empty store, and every search
+    would be an honest but useless "nothing".
+    """
+    venv_bin = Path(sys.executable).parent
+    path.write_text(
+        "# The demo's environment: `source data/demo/env.sh`, then `email-assets search ...` or `dagster dev`.\n"
+        f"export DAGSTER_HOME={DEMO_DIR / 'dagster_home'}\n"
+        f"export EMAIL_ASSETS_DATA_DIR={DEMO_DIR}\n"
+        f'export EMAIL_ASSETS_FERNET_KEYS="$(cat {DEMO_DIR / "fernet.key"})"\n'
+        "export EMAIL_ASSETS_RETENTION_DAYS=30\n"
+        "export HF_HUB_OFFLINE=1\n"
+        f'export PATH="{venv_bin}:$PATH"\n'
+    )
 
 
 def main() -> int:
@@ -95,8 +114,8 @@ def main() -> int:
     print(f'\n$ email-assets search "{QUERY}" -k 3')
     code = cli.main(["search", QUERY, "-k", "3"])
     print(
-        f"\nTo explore: DAGSTER_HOME={DEMO_DIR / 'dagster_home'} EMAIL_ASSETS_DATA_DIR={DEMO_DIR} "
-        f"EMAIL_ASSETS_FERNET_KEYS=$(cat {DEMO_DIR / 'fernet.key'}) .venv/bin/dagster dev"
+        "\nNext: `make ui` opens the Dagster UI on this data (http://127.0.0.1:3000);"
+        " `source data/demo/env.sh` points email-assets at it."
     )
     return code
 

@@ -36,6 +36,16 @@ TOPICS = [
         "health check only looked at the port.",
     ),
     (
+        "Database outage postmortem",
+        "the action items from Tuesday's outage: alert on disk usage at 80%, run the "
+        "vacuum on the replica first, and rehearse a manual failover every month.",
+    ),
+    (
+        "Database outage postmortem",
+        "the customer timeline of Tuesday's outage: the API returned errors for 52 minutes, "
+        "the status page was updated after 15 minutes, and two enterprise customers asked for credits.",
+    ),
+    (
         "Team offsite in Lisbon",
         "the team offsite in Lisbon. Hotel is booked near Alfama for the 14th to "
         "the 16th; please send dietary requirements and flight times so we can arrange transfers.",
