@@ -14,6 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test]'
+	HF_HUB_OFFLINE=1 $(PY) -m email_assets.local_model
 	touch $@
 
 demo: install

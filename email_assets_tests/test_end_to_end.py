@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -118,6 +120,18 @@ def test_account_partition_end_to_end(mail_user, instance, capsys: pytest.Captur
     assert hit["message_id"] == "database.outage.postmortem@example.org"
     assert hit["account"] == "work" and hit["from"] == "ana@example.org"
     assert {"chunk_id", "score", "date", "text"} <= set(hit)
+
+    # The CLI's search, in a process of its own, never imports torch or sentence-transformers.
+    probe = (
+        "import sys; from email_assets import cli;"
+        "code = cli.main(['search', 'why did failover not happen', '-k', '1']);"
+        "heavy = sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules);"
+        "print('heavy:', heavy); sys.exit(code)"
+    )
+    searched = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert searched.returncode == 0, searched.stderr
+    assert "Database outage postmortem" in searched.stdout and "heavy: []" in searched.stdout
+    assert searched.stderr == ""
 
     # Status says what the store holds, per account.
     assert run_cli(["status", "--json"]) == 0
