@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 
 import pytest
 
 from email_assets.mail.cleaning import clean_email
+from email_assets.mail.parsing import parse_message
+from email_assets_tests.real_mail import FIXTURES
 
 NEW = "Yes, Thursday works for me."
 
@@ -65,7 +68,7 @@ def test_signatures(signature: str) -> None:
 
 def test_interleaved_quotes_are_removed_and_kept_aside() -> None:
     cleaned = clean_email("> question one?\nanswer one\n> question two?\nanswer two\n", None)
-    assert cleaned.text == "answer one\nanswer two"
+    assert cleaned.text == "answer one\n\nanswer two"
     assert cleaned.quoted_text == "> question one?\n> question two?"
 
 
@@ -135,3 +138,92 @@ def test_outlook_desktop_html_without_office_markup_or_the_quoted_thread() -> No
     assert cleaned.text == "Hi Ana,\n\nThe contract is signed."
     assert cleaned.quoted_text.startswith("From: Bob Smith <bob@example.org>")
     assert "Is the contract signed?" in cleaned.quoted_text
+
+
+@pytest.mark.parametrize(
+    "attribution",
+    [
+        "On Tue, 17 Nov 2026 at 10:02, Bob Smith <bob@example.org> wrote:",
+        "On Mon, Jan 3, 2022 at 7:53 PM Bob Smith\n<bob@example.org> wrote:",  # wrapped by the client
+        "Le mar. 17 nov. 2026 à 10:02, Bob Smith <bob@example.org> a écrit :",
+        "Am Di., 17. Nov. 2026 um 10:02 Uhr schrieb Bob Smith <bob@example.org>:",
+    ],
+)
+def test_bottom_posted_reply_keeps_the_text_below_the_quote(attribution: str) -> None:
+    body = f"{attribution}\n> Can we meet Thursday?\n> Bob\n\n{NEW}\nI will book the room.\n"
+    cleaned = clean_email(body, None)
+    assert cleaned.text == f"{NEW}\nI will book the room."
+    assert cleaned.quoted_text == f"{attribution}\n> Can we meet Thursday?\n> Bob"
+
+
+def test_inline_reply_keeps_every_answer_in_order() -> None:
+    body = (
+        "Hi Bob,\n\nOn 11/17/26 10:02 AM, Bob Smith wrote:\n> Is the array degraded?\n\n"
+        "Yes, one disk dropped out.\n\n> Did you replace it?\n>> (asked twice)\n\n"
+        "Not yet, the new one arrives Friday.\n\n-- \nAna\n"
+    )
+    cleaned = clean_email(body, None)
+    assert cleaned.text == "Hi Bob,\n\nYes, one disk dropped out.\n\nNot yet, the new one arrives Friday."
+    assert "> Is the array degraded?" in cleaned.quoted_text and ">> (asked twice)" in cleaned.quoted_text
+    assert cleaned.signature_text == "-- \nAna"
+
+
+def test_text_after_an_attribution_whose_quote_was_trimmed_is_kept() -> None:
+    """linux-raid 2024-08 (01876 in the archive): the quote deleted, the update written below."""
+    body = "On 08/08/2024 18:12, John Garry wrote:\n\nUpdate for anyone interested:\n\nxfsprogs 5.3.0 is fine.\n"
+    cleaned = clean_email(body, None)
+    assert cleaned.text == "Update for anyone interested:\n\nxfsprogs 5.3.0 is fine."
+    assert cleaned.quoted_text == "On 08/08/2024 18:12, John Garry wrote:"
+
+
+def _clean_fixture(name: str) -> object:
+    raw = (FIXTURES / "linux-raid" / name).read_bytes()
+    parsed = parse_message(raw, dt.datetime(2022, 1, 10, tzinfo=dt.UTC))
+    return clean_email(parsed.text_body, parsed.html_body)
+
+
+def test_real_bottom_posted_reply() -> None:
+    """Jens Axboe on linux-raid, 2022-01-03: a quote of Linus Torvalds, the answer below it."""
+    cleaned = _clean_fixture("00003.eml")
+    assert cleaned.text == "Thanks for adding me in, Song took care of it now. Will get sent out\nshortly."
+    assert cleaned.quoted_text.startswith("On 1/3/22 11:53 AM, Linus Torvalds wrote:\n> [ Jens wasn't cc'd")
+    assert cleaned.signature_text == "-- \nJens Axboe"
+
+
+def test_real_top_posted_reply() -> None:
+    cleaned = _clean_fixture("00006.eml")
+    assert cleaned.text.startswith("Bear in mind raid superblock v0.9 is deprecated")
+    assert cleaned.text.endswith("Cheers,\nWol")
+    assert "Bruce Dubbs" not in cleaned.text and "mdadm -CR" in cleaned.quoted_text
+
+
+@pytest.mark.parametrize(
+    ("name", "answers"),
+    [
+        (
+            "00018.eml",  # attribution first, then answers between the quoted paragraphs
+            [
+                "Okay, so read performance from the array is worse than you would expect",
+                "The drives shouldn't need to reorder the operations",
+                "Actually, you might find (counter-intuitive though it sounds) REDUCING",
+                "What make/model are your drives? What does smartdrv say about them?",
+                "The thing that worries me is your reference to repeated seeks.",
+            ],
+        ),
+        (
+            "00021.eml",  # no attribution at all: `>>` and `>` lines with answers between
+            [
+                "Nope, the drives are new and OK",
+                "Yeah, I would expect that as well, but the reality was different.",
+                "Nope, all units were Bytes.",
+                "The assembled array can do over 700MB/s when I temporarilly freeze the sync,",
+            ],
+        ),
+    ],
+)
+def test_real_inline_replies_keep_every_answer_in_order(name: str, answers: list[str]) -> None:
+    cleaned = _clean_fixture(name)
+    positions = [cleaned.text.find(answer) for answer in answers]
+    assert -1 not in positions and positions == sorted(positions), positions
+    assert not any(line.startswith(">") for line in cleaned.text.splitlines())
+    assert "I haven't read the code" in cleaned.quoted_text and "I haven't read the code" not in cleaned.text

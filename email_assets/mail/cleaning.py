@@ -1,9 +1,12 @@
 """Parsed bodies -> retrieval-ready text, keeping what was removed for lineage.
 
-A reply repeats the whole thread below it; indexed as is, every old message would be
-found once per reply. So quoted replies and signatures are cut (and kept in their own
-fields), HTML becomes plain text, and encoded junk is dropped. Forwarded content is new
-to this mailbox and is kept, marked.
+A reply repeats the thread it answers; indexed as is, every old message would be found
+once per reply. So quoted lines, attribution lines and signatures are cut (and kept in
+their own fields), HTML becomes plain text, and encoded junk is dropped. Every word the
+sender wrote stays, in order: above the quote (top-posting), between quoted lines
+(inline replies) and below them (bottom-posting, the norm on technical lists). Only where
+a client quotes without markers (Outlook's From:/Sent: block, "Original Message"
+separators) does the rest of the body count as quoted. Forwarded content is new to this mailbox and is kept, marked.
 """
 
 from __future__ import annotations
@@ -13,20 +16,26 @@ from dataclasses import dataclass, field
 
 import html2text
 
-CLEANER_VERSION = "clean-3"
+CLEANER_VERSION = "clean-4"
 # Beyond this a body is a log dump or a data export, not a message to retrieve by meaning;
 # the rest is counted in `removed`, and the raw bytes keep everything.
 MAX_TEXT_CHARS = 100_000
 
-# Reply headers of the common clients, each on one line, in English, French, German, Spanish.
-_REPLY_HEADERS = [
-    r"^On .{1,200}\bwrote:\s*$",  # Gmail, Apple Mail, Thunderbird, iOS/Android
-    r"^Le .{1,200}\ba écrit\s?:\s*$",
-    r"^Am .{1,200}\bschrieb .{0,200}:\s*$",
-    r"^El .{1,200}\bescribió:\s*$",
-    r"^-{2,}\s*(Original Message|Message d'origine|Ursprüngliche Nachricht|Mensaje original)\s*-{2,}\s*$",
+# Attribution lines of the common clients in English, French, German, Spanish; a mail
+# client may wrap one over two lines (Gmail: "On Mon, ... Linus Torvalds\n<a@b> wrote:").
+_LINE = r"[^\n]"
+_ATTRIBUTIONS = [
+    rf"^On {_LINE}{{1,200}}(?:\n{_LINE}{{1,200}})?\bwrote:[ \t]*$",  # Gmail, Apple Mail, Thunderbird, mobile
+    rf"^Le {_LINE}{{1,200}}(?:\n{_LINE}{{1,200}})?\ba écrit[ \t]?:[ \t]*$",
+    rf"^Am {_LINE}{{1,200}}(?:\n{_LINE}{{1,200}})?\bschrieb {_LINE}{{0,200}}:[ \t]*$",
+    rf"^El {_LINE}{{1,200}}(?:\n{_LINE}{{1,200}})?\bescribió:[ \t]*$",
 ]
-_REPLY_HEADER = re.compile("|".join(_REPLY_HEADERS), re.IGNORECASE | re.MULTILINE)
+_ATTRIBUTION = re.compile("|".join(_ATTRIBUTIONS), re.IGNORECASE | re.MULTILINE)
+# Separators after which the original follows with no quote markers: the rest is quoted.
+_ORIGINAL_MESSAGE = re.compile(
+    r"^-{2,}\s*(Original Message|Message d'origine|Ursprüngliche Nachricht|Mensaje original)\s*-{2,}\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
 # Outlook desktop/web: an underscore rule or nothing, then From:/Sent: (Von:/Gesendet:, De:/Envoyé:, De:/Enviado:).
 _OUTLOOK_BLOCK = re.compile(
     r"^(?:_{10,}\s*\n)?\*?(From|De|Von) ?:\*?\s.+\n\*?(Sent|Envoyé|Gesendet|Enviado|Date) ?:\*?\s",
@@ -67,7 +76,8 @@ def html_to_text(html: str) -> str:
 
 # Literal words each pattern needs: a substring test is ~50x cheaper than a MULTILINE
 # regex scan, and most mail contains none of them.
-_REPLY_WORDS = ("wrote:", "écrit", "schrieb", "escribió", "Original", "origine", "Ursprüngliche")
+_ATTRIBUTION_WORDS = ("wrote:", "écrit", "schrieb", "escribió")
+_ORIGINAL_WORDS = ("Original", "origine", "Ursprüngliche")
 _OUTLOOK_WORDS = ("From", "De", "Von")
 _FORWARD_WORDS = ("orward", "transféré", "Weitergeleitet", "reenviado")
 _SENT_FROM_WORDS = ("Sent from", "Get Outlook", "Envoyé de", "Von meinem", "Enviado desde")
@@ -82,25 +92,50 @@ def _is_real_text(text: str | None) -> bool:
     return bool(text and text.strip())
 
 
+def _is_quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
+def _cut_attributions(text: str, quoted_parts: list[str]) -> str:
+    """Drop the attribution lines; what follows each stays unless it is itself quoted.
+
+    Plain-text clients mark what they quote, and HTML quotes arrive as `>` lines through
+    html2text, so unmarked text after "On ... wrote:" is the sender's: a reply whose quote
+    was trimmed away, or text typed into the quote's first line.
+    """
+
+    def drop(match: re.Match[str]) -> str:
+        quoted_parts.append(match.group(0))
+        return ""
+
+    return _ATTRIBUTION.sub(drop, text)
+
+
 def _cut_quoted(text: str) -> tuple[str, str]:
-    """Split `text` into (new text, quoted reply), forwarded sections excepted."""
+    """Split `text` into (the sender's own text, what it quotes), forwarded sections excepted."""
     forward = _search(_FORWARD_MARKER, text, _FORWARD_WORDS)
     head, forwarded = (text[: forward.start()], text[forward.start() :]) if forward else (text, "")
     quoted_parts: list[str] = []
-    matches = (_search(_REPLY_HEADER, head, _REPLY_WORDS), _search(_OUTLOOK_BLOCK, head, _OUTLOOK_WORDS))
-    cut_points = [match.start() for match in matches if match]
+    unmarked = (_search(_ORIGINAL_MESSAGE, head, _ORIGINAL_WORDS), _search(_OUTLOOK_BLOCK, head, _OUTLOOK_WORDS))
+    cut_points = [match.start() for match in unmarked if match]
+    tail = ""
     if cut_points:
         cut = min(cut_points)
-        quoted_parts.append(head[cut:])
-        head = head[:cut]
-    kept_lines = []
+        head, tail = head[:cut], head[cut:]
+    if any(word in head for word in _ATTRIBUTION_WORDS):
+        head = _cut_attributions(head, quoted_parts)
     if ">" in head:
+        kept_lines: list[str] = []
         for line in head.split("\n"):
-            if line.lstrip().startswith(">"):
-                quoted_parts.append(line)
-            else:
+            if not _is_quoted(line):
                 kept_lines.append(line)
+                continue
+            quoted_parts.append(line)
+            if kept_lines and kept_lines[-1].strip():  # text on either side of a quote: two paragraphs
+                kept_lines.append("")
         head = "\n".join(kept_lines)
+    if tail:
+        quoted_parts.append(tail)
     if forwarded:
         marker = _FORWARD_MARKER.search(forwarded)
         forwarded = "[Forwarded message]" + forwarded[marker.end() :] if marker else forwarded
