@@ -18,22 +18,24 @@ import sqlalchemy as sa
 
 from email_assets.embedding import Embedder
 from email_assets.errors import AccountError
-from email_assets.mail.chunking import CHUNKER_VERSION, chunk_text
+from email_assets.mail.chunking import CHUNKER_VERSION, cap, chunk_text, context_line
 from email_assets.mail.cleaning import CLEANER_VERSION, clean_email
 from email_assets.mail.fetch_stream import FetchStreamError
 from email_assets.mail.imap import FETCH_BATCH_SIZE, connect, without_secret
-from email_assets.mail.keys import chunk_id
+from email_assets.mail.keys import chunk_id, content_sha256
 from email_assets.mail.parsing import PARSER_VERSION, parse_message
 from email_assets.mail.sync import SyncReport, sync_days
 from email_assets.parallel import CoreMap
 from email_assets.storage.accounts import Account
 from email_assets.storage.connection_slots import ConnectionSlots
+from email_assets.storage.lexical import LexicalIndex
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails
 from email_assets.storage.vectors import VectorStore
 
 WRITE_BATCH = 200
 WORK_WINDOW = 2000
+METADATA_FIELD_CHARS = 300
 
 
 @dataclass
@@ -180,23 +182,34 @@ def clean_partition(store: MessageStore, account: str, day: str, run_id: str | N
     return report
 
 
-def _document(subject: str | None, text: str) -> str:
-    """What is chunked and embedded: the subject gives each message's first chunk its topic."""
-    return f"Subject: {subject}\n\n{text}" if subject else text
+def _context(parsed: dict[str, Any]) -> str:
+    """The line every chunk of a message starts with: its topic, its sender, its day."""
+    name, address = parsed.get("from_name"), parsed.get("from_address")
+    sender = f"{name} <{address}>" if name and address else (name or address)
+    date = parsed.get("date")
+    return context_line(parsed.get("subject"), sender, date.isoformat() if date else None)
 
 
 def _vector_metadata(
-    parsed: dict[str, Any], account: str, day: str, index: int, model: str, code_version: str, run_id: str | None
+    parsed: dict[str, Any],
+    account: str,
+    day: str,
+    index: int,
+    body_offset: int,
+    model: str,
+    code_version: str,
+    run_id: str | None,
 ) -> dict[str, Any]:
     date = parsed.get("date")
-    metadata = {
+    metadata = {  # header values capped: a 1 MB Subject must not be copied into every chunk
         "account": account,
         "day": day,
         "message_key": parsed["message_key"],
-        "message_id": parsed.get("message_id"),
-        "subject": parsed.get("subject"),
-        "from_address": (parsed.get("from_address") or "").lower() or None,
-        "from_name": parsed.get("from_name"),
+        "message_id": cap(parsed.get("message_id"), METADATA_FIELD_CHARS) or None,
+        "subject": cap(parsed.get("subject"), METADATA_FIELD_CHARS) or None,
+        "from_address": cap((parsed.get("from_address") or "").lower(), METADATA_FIELD_CHARS) or None,
+        "from_name": cap(parsed.get("from_name"), METADATA_FIELD_CHARS) or None,
+        "body_offset": body_offset,
         "date": date.isoformat() if date else None,
         "date_ts": int(date.timestamp()) if date else None,
         "chunk_index": index,
@@ -205,6 +218,39 @@ def _vector_metadata(
         "run_id": run_id,
     }
     return {key: value for key, value in metadata.items() if value is not None}
+
+
+def _search_document(parsed: dict[str, Any], text: str, account: str, day: str) -> dict[str, Any]:
+    name, address = parsed.get("from_name"), (parsed.get("from_address") or "").lower()
+    date = parsed.get("date")
+    row = {
+        "message_key": parsed["message_key"],
+        "account": account,
+        "day": day,
+        "date_ts": int(date.timestamp()) if date else None,
+        "from_address": cap(address, METADATA_FIELD_CHARS) or None,
+        "has_attachment": bool(parsed.get("attachments")),
+        "subject": cap(parsed.get("subject"), METADATA_FIELD_CHARS),
+        "sender": cap(f"{name or ''} {address}".strip(), METADATA_FIELD_CHARS),
+        "body": text,
+    }
+    row["content_hash"] = content_sha256(repr(sorted(row.items())).encode())
+    return row
+
+
+def _index_partition(
+    index: LexicalIndex, texts: dict[str, str], parsed_rows: dict[str, dict[str, Any]], account: str, day: str
+) -> int:
+    """Make the partition's lexical documents equal to its messages with text; returns how many."""
+    wanted = {
+        key: _search_document(parsed_rows.get(key, {"message_key": key}), text, account, day)
+        for key, text in texts.items()
+        if text
+    }
+    indexed = index.documents_in_partition(account, day)
+    index.delete(set(indexed) - set(wanted))
+    index.replace([row for key, row in wanted.items() if indexed.get(key) != row["content_hash"]])
+    return len(wanted)
 
 
 def embed_partition(
@@ -222,7 +268,7 @@ def embed_partition(
         row["message_key"]: row["text"]
         for row in store.rows_in_partition(cleaned_texts, account, day, columns=("message_key", "text"))
     }
-    header_columns = ("message_key", "message_id", "subject", "from_address", "from_name", "date")
+    header_columns = ("message_key", "message_id", "subject", "from_address", "from_name", "date", "attachments")
     parsed_rows = {
         row["message_key"]: dict(row)
         for row in store.rows_in_partition(parsed_emails, account, day, columns=header_columns)
@@ -230,8 +276,9 @@ def embed_partition(
     wanted: dict[str, dict[str, Any]] = {}
     for key, text in texts.items():
         parsed = parsed_rows.get(key, {"message_key": key})
-        document = _document(parsed.get("subject"), text) if text else ""
-        for chunk in chunk_text(document, embedder.token_offsets, embedder.max_tokens):
+        context = _context(parsed) if text else ""
+        body_offset = len(context) + 1 if context else 0
+        for chunk in chunk_text(text, embedder.token_offsets, embedder.max_tokens, context):
             identity = chunk_id(key, model, chunk.text)
             wanted[identity] = {
                 "chunk_id": identity,
@@ -245,7 +292,9 @@ def embed_partition(
                 "collection": vectors.collection_name,
                 "code_version": code_version,
                 "run_id": run_id,
-                "_metadata": _vector_metadata(parsed, account, day, chunk.index, model, code_version, run_id),
+                "_metadata": _vector_metadata(
+                    parsed, account, day, chunk.index, body_offset, model, code_version, run_id
+                ),
             }
     # Orphans: whatever the partition holds, in the table or in Chroma, that is no longer wanted.
     in_table = store.chunk_ids_in_partition(account, day, vectors.collection_name)
@@ -275,6 +324,7 @@ def embed_partition(
     for start in range(0, len(missing_rows), WRITE_BATCH):
         store.write_rows(chunks, missing_rows[start : start + WRITE_BATCH])
     report.reused = len(wanted) - report.processed
+    report.extra["indexed"] = _index_partition(LexicalIndex(store.url), texts, parsed_rows, account, day)
     chunked_messages = {row["message_key"] for row in wanted.values()}
     report.messages = len(texts)
     report.failures = sum(1 for key, text in texts.items() if text and key not in chunked_messages)

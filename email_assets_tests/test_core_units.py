@@ -10,7 +10,7 @@ import pytest
 
 from email_assets.credentials import SecretBox, generate_key
 from email_assets.errors import ConfigurationError
-from email_assets.mail.chunking import chunk_text, regex_token_offsets
+from email_assets.mail.chunking import cap, chunk_text, context_line, regex_token_offsets
 from email_assets.mail.imap import imap_date, parse_fetch_response, parse_internaldate, uid_set
 from email_assets.mail.keys import chunk_id, content_sha256, message_key
 from email_assets.mail.mailbox_names import decode_mailbox_name, encode_mailbox_name
@@ -74,14 +74,34 @@ def test_secret_box_rotation_and_fail_fast_errors() -> None:
     assert "hunter2" not in str(error.value)
 
 
-def test_chunks_respect_token_budget_and_overlap() -> None:
-    text = " ".join(f"word{i}" for i in range(1000))
-    chunks = chunk_text(text, regex_token_offsets, max_tokens=100, overlap=10)
-    assert all(chunk.token_count <= 100 for chunk in chunks)
-    assert chunks[0].text.startswith("word0 ") and chunks[-1].text.endswith("word999")
-    assert chunks[1].text.startswith("word90 ")  # 10 tokens of overlap
-    assert [c.index for c in chunks] == list(range(len(chunks)))
+def test_chunks_follow_paragraphs_and_sentences_within_the_budget() -> None:
+    paragraphs = [" ".join(f"p{p}w{i}" for i in range(30)) + "." for p in range(6)]  # 31 tokens each
+    text = "\n\n".join(paragraphs)
+    chunks = chunk_text(text, regex_token_offsets, max_tokens=100)
+    assert [chunk.text for chunk in chunks] == ["\n\n".join(paragraphs[:3]), "\n\n".join(paragraphs[3:])]
+    assert [chunk.token_count for chunk in chunks] == [93, 93]
+    long_paragraph = " ".join(f"Sentence {i} has some words in it." for i in range(40))  # 8 tokens each
+    pieces = chunk_text(long_paragraph, regex_token_offsets, max_tokens=60)
+    assert all(piece.token_count <= 60 for piece in pieces)
+    assert all(piece.text.startswith("Sentence ") and piece.text.endswith("in it.") for piece in pieces)
+    assert " ".join(piece.text for piece in pieces) == long_paragraph
+    one_sentence = " ".join(f"word{i}" for i in range(1000))  # no boundary at all: token windows
+    windows = chunk_text(one_sentence, regex_token_offsets, max_tokens=100)
+    assert [window.token_count for window in windows] == [100] * 10
+    assert windows[0].text.startswith("word0 ") and windows[-1].text.endswith("word999")
+    assert [c.index for c in windows] == list(range(len(windows)))
     assert chunk_text("", regex_token_offsets) == []
+
+
+def test_context_line_opens_every_chunk_and_headers_are_capped() -> None:
+    subject = "S" * 1_000_000  # a hostile 1 MB Subject
+    context = context_line(subject, "Ana <ana@example.org>", "2026-11-20T10:00:00+00:00")
+    assert len(context) < 200 and context.endswith(" | Ana <ana@example.org> | 2026-11-20")
+    text = "\n\n".join(f"Paragraph {i} " + "word " * 40 for i in range(5))
+    chunks = chunk_text(text, regex_token_offsets, max_tokens=100, context=context)
+    assert len(chunks) == 5  # the header costs tokens, but never multiplies the chunks by its size
+    assert all(chunk.text.startswith(context + "\nParagraph ") and chunk.token_count <= 100 for chunk in chunks)
+    assert cap("a\nb   c") == "a b c" and cap(None) == ""
 
 
 def test_local_tokenizer_offsets_cut_real_text() -> None:
