@@ -86,14 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     remove = accounts.add_parser("remove", help="forget an account (its stored mail stays until retention)")
     remove.add_argument("name")
 
-    search = commands.add_parser("search", help="best matching chunks")
+    search = commands.add_parser("search", help="best matching messages (meaning and words, fused), grouped by thread")
     search.add_argument("text")
     search.add_argument("--account")
     search.add_argument("--since", type=_parse_day)
     search.add_argument("--until", type=_parse_day)
     search.add_argument("--from", dest="sender", help="sender address")
-    search.add_argument("-k", type=_positive, default=5)
-    search.add_argument("--json", action="store_true")
+    search.add_argument("--folder", help="only messages stored in this folder, e.g. INBOX or Sent")
+    search.add_argument("--has-attachment", action="store_true", help="only messages with an attachment")
+    search.add_argument("-k", type=_positive, default=5, help="how many messages (or chunks with --chunks)")
+    search.add_argument("--chunks", action="store_true", help="the nearest chunks by meaning alone, one per line")
+    search.add_argument("--json", action="store_true", help="one JSON object per line")
 
     status = commands.add_parser("status", help="which data dir, database and Chroma are read, and what they hold")
     status.add_argument("--json", action="store_true")
@@ -207,9 +210,19 @@ def cmd_accounts(args: argparse.Namespace) -> None:
             print(note, file=sys.stderr)
 
 
+def _print_hit(hit: dict, indent: str = "") -> None:
+    date = hit["date"][:10] if hit["date"] else "?"
+    print(
+        f"{indent}{hit['score']:.3f}  {date:10}  {hit['from'] or '?'}  {hit['subject'] or '(no subject)'}  "
+        f"[{hit['chunk_id']}]"
+    )
+    print(f"{indent}       {' '.join(hit['text'].split())[:200]}")
+
+
 def cmd_search(args: argparse.Namespace) -> None:
-    from email_assets.search import search_chunks
+    from email_assets.search import group_by_thread, search_chunks, search_messages
     from email_assets.status import read_status
+    from email_assets.storage.lexical import MessageFilter
 
     if args.since and args.until and args.since > args.until:
         raise UserError("--since is after --until")
@@ -221,23 +234,24 @@ def cmd_search(args: argparse.Namespace) -> None:
     note = store.empty_store_note()
     if note:
         print(note, file=sys.stderr)
-    hits = (
-        []
-        if note
-        else search_chunks(
-            args.text, k=args.k, account=args.account, since=args.since, until=args.until, sender=args.sender
+        hits = []
+    else:
+        where = MessageFilter(
+            account=args.account,
+            since=args.since,
+            until=args.until,
+            from_address=args.sender,
+            folder=args.folder,
+            has_attachment=True if args.has_attachment else None,
         )
-    )
-    for hit in hits:
-        if args.json:
-            print(json.dumps(hit, ensure_ascii=False))
-        else:
-            print(
-                f"{hit['score']:.3f}  {hit['date'][:10] if hit['date'] else '?':10}  {hit['from'] or '?'}  "
-                f"{hit['subject'] or '(no subject)'}  [{hit['chunk_id']}]"
-            )
-            snippet = " ".join(hit["text"].split())[:200]
-            print(f"       {snippet}")
+        hits = (search_chunks if args.chunks else search_messages)(args.text, k=args.k, where=where)
+    groups = [[hit] for hit in hits] if args.chunks else group_by_thread(hits)
+    for group in groups:
+        for position, hit in enumerate(group):
+            if args.json:
+                print(json.dumps(hit, ensure_ascii=False))
+            else:
+                _print_hit(hit, indent="  + " if position else "")
     if not hits and not args.json:
         print("no matches")
 

@@ -17,8 +17,16 @@ from email_assets import settings
 from email_assets.defs.materialize import materialize_partitions
 from email_assets.embedding import embedder_from_spec
 from email_assets.storage.database import engine_for
+from email_assets.storage.lexical import LexicalIndex, MessageFilter
 from email_assets.storage.messages import MessageStore, pack_directory
-from email_assets.storage.tables import chunks, cleaned_texts, message_locations, parsed_emails, raw_messages
+from email_assets.storage.tables import (
+    chunks,
+    cleaned_texts,
+    message_locations,
+    parsed_emails,
+    raw_messages,
+    search_documents,
+)
 from email_assets.storage.vectors import VectorStore
 from email_assets_tests.conftest import add_account, message, run_cli, utc
 
@@ -205,8 +213,19 @@ def _counts() -> dict[str, int]:
     with engine_for(settings.database_url()).connect() as connection:
         return {
             table.name: connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-            for table in (raw_messages, message_locations, parsed_emails, cleaned_texts, chunks)
+            for table in (raw_messages, message_locations, parsed_emails, cleaned_texts, chunks, search_documents)
         }
+
+
+def _found_by_words(text: str) -> list[str]:
+    """Subjects the lexical index returns, after an FTS5 integrity check of the index itself."""
+    engine = engine_for(settings.database_url())
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO search_fts(search_fts) VALUES ('integrity-check')")
+    keys = [key for key, _score in LexicalIndex(settings.database_url()).search(text, 10, MessageFilter())]
+    with engine.connect() as connection:
+        subjects = dict(connection.execute(sa.select(parsed_emails.c.message_key, parsed_emails.c.subject)).all())
+    return [subjects.get(key) for key in keys]
 
 
 def test_expunged_mail_leaves_every_asset_and_chroma(mail_user, instance) -> None:
@@ -215,14 +234,23 @@ def test_expunged_mail_leaves_every_asset_and_chroma(mail_user, instance) -> Non
     materialize_partitions(instance, "work", [DAY])
     vectors = VectorStore(settings.chroma_location(), embedder_from_spec("local").model_name)
     assert vectors.count() == 2
+    assert _found_by_words("vacuum failover Lisbon") == ["Database outage postmortem", "Team offsite"]
     mail_user.expunge("1")
     result = materialize_partitions(instance, "work", [DAY])[0]
     metadata = _metadata(result)
     assert metadata["raw_messages"]["removed"] == 1
     assert metadata["email_embeddings"]["removed"] == 1
-    assert _counts() == {"raw_messages": 1, "message_locations": 1, "parsed_emails": 1, "cleaned_texts": 1, "chunks": 1}
+    assert _counts() == {
+        "raw_messages": 1,
+        "message_locations": 1,
+        "parsed_emails": 1,
+        "cleaned_texts": 1,
+        "chunks": 1,
+        "search_documents": 1,
+    }
     [remaining] = vectors.collection.get(include=["documents"])["documents"]
     assert "Lisbon" in remaining
+    assert _found_by_words("vacuum failover Lisbon") == ["Team offsite"]  # the expunged one is not found by words
 
 
 def test_retention_job_purges_tables_and_chroma(mail_user, instance, monkeypatch) -> None:
@@ -233,11 +261,19 @@ def test_retention_job_purges_tables_and_chroma(mail_user, instance, monkeypatch
     mail_user.append([(OUTAGE, utc(old_day)), (LISBON, utc(today, 0, 5))])
     assert add_account(mail_user, "work") == 0
     materialize_partitions(instance, "work", [old_day, today])
-    assert _counts()["raw_messages"] == 2
+    assert _counts()["raw_messages"] == 2 and _counts()["search_documents"] == 2
     monkeypatch.setenv("EMAIL_ASSETS_RETENTION_DAYS", "30")
     result = defs.resolve_job_def("retention_job").execute_in_process(instance=instance)
     assert result.success
-    assert _counts() == {"raw_messages": 1, "message_locations": 1, "parsed_emails": 1, "cleaned_texts": 1, "chunks": 1}
+    assert _counts() == {
+        "raw_messages": 1,
+        "message_locations": 1,
+        "parsed_emails": 1,
+        "cleaned_texts": 1,
+        "chunks": 1,
+        "search_documents": 1,
+    }
+    assert _found_by_words("vacuum failover Lisbon") == ["Team offsite"]
     packs = b"".join(path.read_bytes() for path in pack_directory(settings.database_url()).rglob("*.pack"))
     assert OUTAGE not in packs and LISBON in packs  # the expired message's bytes are gone from disk too
     vectors = VectorStore(settings.chroma_location(), embedder_from_spec("local").model_name)

@@ -18,8 +18,10 @@ import pytest
 import sqlalchemy as sa
 
 from email_assets.defs.materialize import materialize_partitions
+from email_assets.search import search_messages
 from email_assets.storage.database import engine_for
-from email_assets.storage.tables import chunks, message_locations, raw_messages
+from email_assets.storage.lexical import LexicalIndex, MessageFilter
+from email_assets.storage.tables import chunks, message_locations, parsed_emails, raw_messages
 from email_assets_tests.conftest import PROJECT_ROOT, add_account, message, utc
 from email_assets_tests.postgres_server import MACHINE_SERVER, answers, throwaway_cluster
 
@@ -70,6 +72,16 @@ def test_pipeline_on_postgres_tables_and_dagster_storage(mail_user, project_env,
         assert sorted(raw) == sorted([message("pg one", "first body"), hard])
         assert connection.execute(sa.select(sa.func.count()).select_from(message_locations)).scalar_one() == 2
         assert connection.execute(sa.select(sa.func.count()).select_from(chunks)).scalar_one() == 2
+        hard_key = connection.execute(
+            sa.select(parsed_emails.c.message_key).where(parsed_emails.c.subject == "Ünïcode 8-bit")
+        ).scalar_one()
+    # Words are found through PostgreSQL full text (a weighted tsvector), and hybrid search uses it.
+    index = LexicalIndex(f"postgresql+psycopg://{server}/{tables_db}")
+    assert index.count() == 2
+    assert [key for key, _ in index.search("cafés naïve", 5, MessageFilter())] == [hard_key]
+    assert index.search("café", 5, MessageFilter(account="other")) == []
+    [best, *_] = search_messages("naïve café", k=2)
+    assert best["message_key"] == hard_key and best["subject"] == "Ünïcode 8-bit"
 
 
 def test_throwaway_cluster_when_no_server_answers() -> None:

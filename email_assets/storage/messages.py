@@ -26,6 +26,7 @@ from email_assets.storage.tables import (
     message_locations,
     parsed_emails,
     raw_messages,
+    search_documents,
 )
 
 _IN_CLAUSE_BATCH = 500
@@ -480,7 +481,7 @@ class MessageStore:
     def delete_days_before(self, cutoff_day: str) -> dict[str, int]:
         deleted = {}
         with self.engine.begin() as connection:
-            for table in (chunks, cleaned_texts, parsed_emails, message_locations):
+            for table in (search_documents, chunks, cleaned_texts, parsed_emails, message_locations):
                 result = connection.execute(sa.delete(table).where(table.c.day < cutoff_day))
                 deleted[table.name] = result.rowcount or 0
             deleted[raw_messages.name], regions = _delete_raw(connection, raw_messages.c.day < cutoff_day)

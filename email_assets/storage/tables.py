@@ -191,3 +191,49 @@ connection_leases = sa.Table(
     sa.Column("holder", sa.String(64), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
+
+# The lexical side of search, one row per message with text (see `storage.lexical`):
+# written by email_embeddings next to the vectors, deleted with them.
+search_documents = sa.Table(
+    "search_documents",
+    metadata,
+    sa.Column("doc_id", sa.Integer, primary_key=True, autoincrement=True),  # the FTS5 rowid
+    sa.Column("message_key", sa.String(64), nullable=False, unique=True),
+    sa.Column("account", sa.String(64), nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("date_ts", sa.BigInteger),
+    sa.Column("from_address", sa.Text),
+    sa.Column("has_attachment", sa.Boolean, nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("sender", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Index("ix_search_documents_partition", "account", "day"),
+)
+
+# SQLite: an FTS5 index over the table, kept in step by triggers, so every insert and
+# delete through SQLAlchemy (re-runs, expunges, retention) updates it in the same transaction.
+_SQLITE_FTS = [
+    "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5(subject, sender, body, content='search_documents', "
+    "content_rowid='doc_id', tokenize='porter unicode61 remove_diacritics 2')",
+    "CREATE TRIGGER IF NOT EXISTS search_documents_insert AFTER INSERT ON search_documents BEGIN "
+    "INSERT INTO search_fts(rowid, subject, sender, body) VALUES (new.doc_id, new.subject, new.sender, new.body); END",
+    "CREATE TRIGGER IF NOT EXISTS search_documents_delete AFTER DELETE ON search_documents BEGIN "
+    "INSERT INTO search_fts(search_fts, rowid, subject, sender, body) "
+    "VALUES ('delete', old.doc_id, old.subject, old.sender, old.body); END",
+    "CREATE TRIGGER IF NOT EXISTS search_documents_update AFTER UPDATE ON search_documents BEGIN "
+    "INSERT INTO search_fts(search_fts, rowid, subject, sender, body) "
+    "VALUES ('delete', old.doc_id, old.subject, old.sender, old.body); "
+    "INSERT INTO search_fts(rowid, subject, sender, body) VALUES (new.doc_id, new.subject, new.sender, new.body); END",
+]
+# PostgreSQL: a stored tsvector (subject weighted above sender above body) with a GIN index.
+_POSTGRES_FTS = [
+    "ALTER TABLE search_documents ADD COLUMN IF NOT EXISTS tsv tsvector GENERATED ALWAYS AS ("
+    "setweight(to_tsvector('english', subject), 'A') || setweight(to_tsvector('simple', sender), 'B') || "
+    "setweight(to_tsvector('english', body), 'C')) STORED",
+    "CREATE INDEX IF NOT EXISTS ix_search_documents_tsv ON search_documents USING GIN (tsv)",
+]
+for _statement in _SQLITE_FTS:
+    sa.event.listen(search_documents, "after_create", sa.DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in _POSTGRES_FTS:
+    sa.event.listen(search_documents, "after_create", sa.DDL(_statement).execute_if(dialect="postgresql"))
