@@ -159,7 +159,7 @@ def test_utf16_body_is_text() -> None:
     assert parse_message(raw, INTERNALDATE).text_body == "Grüße aus Köln"
 
 
-def test_deep_nesting_and_huge_parts_are_bounded() -> None:
+def test_deep_nesting_keeps_its_text_and_huge_parts_are_whole() -> None:
     depth = 80
     head = "".join(f'--b{i}\r\nContent-Type: multipart/mixed; boundary="b{i + 1}"\r\n\r\n' for i in range(depth))
     tail = "".join(f"--b{i}--\r\n" for i in reversed(range(depth + 1)))
@@ -168,8 +168,8 @@ def test_deep_nesting_and_huge_parts_are_bounded() -> None:
         f"--b{depth}\r\nContent-Type: text/plain\r\n\r\ninnermost\r\n{tail}"
     ).encode()
     parsed = parse_message(raw, INTERNALDATE)
-    assert parsed.parse_error is None
-    assert "MIME nesting deeper than 50 levels; rest ignored" in parsed.defects
+    assert parsed.parse_error is None and parsed.subject == "deep"
+    assert parsed.text_body.strip() == "innermost"  # no depth cap drops the only text
     huge = b"Subject: huge\r\nContent-Type: text/plain\r\n\r\n" + b"word " * 4_000_000  # 20 MB
     assert len(parse_message(huge, INTERNALDATE).text_body) == 20_000_000
 

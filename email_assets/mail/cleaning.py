@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import html2text
 
-CLEANER_VERSION = "clean-4"
+CLEANER_VERSION = "clean-5"
 # Beyond this a body is a log dump or a data export, not a message to retrieve by meaning;
 # the rest is counted in `removed`, and the raw bytes keep everything.
 MAX_TEXT_CHARS = 100_000
@@ -64,7 +64,55 @@ class CleanedText:
     removed: dict[str, int] = field(default_factory=dict)
 
 
+_CELL_END = re.compile(r"</t[dh]\s*>", re.I)
+_ROW_END = re.compile(r"</tr\s*>", re.I)
+_DATA_URI = re.compile(r"""(?i)\bdata:[a-z0-9.+/-]{0,100}(?:;[a-z0-9=.+-]{0,100}){0,5},[^"'\s>)]*""")
+_INVISIBLE = ("style", "script", "head", "noscript", "template")
+_INVISIBLE_BLOCK = re.compile(rf"(?i)<({'|'.join(_INVISIBLE)})\b")
+_CLOSING_TAGS = {name: re.compile(rf"</{name}\s*>", re.I) for name in _INVISIBLE}
+_COMMENT_START = "<!--"
+
+
+def reduce_html(html: str, removed: dict[str, int]) -> str:
+    """Markup that never shows (style, script, head, comments, inline data: images) dropped
+    in linear time, so that the size cap after it applies to what a reader would see.
+
+    Each removal is counted in `removed`; an unclosed block runs to the end, as a browser
+    would render it (not at all).
+    """
+    pieces: list[str] = []
+    position = 0
+    invisible = 0
+    while True:
+        block = _INVISIBLE_BLOCK.search(html, position)
+        comment = html.find(_COMMENT_START, position)
+        starts = [found for found in (block.start() if block else -1, comment) if found >= 0]
+        if not starts:
+            break
+        start = min(starts)
+        pieces.append(html[position:start])
+        if comment == start:
+            end = html.find("-->", start + 4)
+            end = len(html) if end < 0 else end + 3
+        else:
+            closing = _CLOSING_TAGS[block.group(1).lower()].search(html, block.end())
+            end = closing.end() if closing else len(html)
+        invisible += end - start
+        position = end
+    pieces.append(html[position:])
+    reduced = "".join(pieces)
+    if invisible:
+        removed["html_invisible_chars"] = invisible
+    reduced, uris = _DATA_URI.subn("", reduced)
+    if uris:
+        removed["html_data_uris"] = uris
+    return reduced
+
+
 def html_to_text(html: str) -> str:
+    # Cells and rows apart: html2text with tables ignored glues "<td>Widget</td><td>Price</td>"
+    # into "WidgetPrice", and a wide glued row then looks like base64 and is deleted.
+    html = _ROW_END.sub("<br>", _CELL_END.sub(" \\g<0>", html)) if "</t" in html.lower() else html
     converter = html2text.HTML2Text(bodywidth=0)
     converter.ignore_images = True  # tracking pixels and inline images carry no text
     converter.ignore_links = True  # keep anchor text, drop URLs full of tracking tokens
@@ -176,11 +224,17 @@ def clean_email(text_body: str | None, html_body: str | None) -> CleanedText:
     if _is_real_text(text_body):
         source, text = "text", text_body or ""
     elif _is_real_text(html_body):
-        # Markup is mostly tags: 10x the text budget keeps the readable part of any real mail.
-        source, text = "html", html_to_text((html_body or "")[: 10 * MAX_TEXT_CHARS])
+        source = "html"
     else:
         return CleanedText(source="none", text="")
     removed: dict[str, int] = {}
+    if source == "html":
+        html = reduce_html(html_body or "", removed)
+        # Markup is mostly tags: 10x the text budget keeps the readable part of any real mail.
+        if len(html) > 10 * MAX_TEXT_CHARS:
+            removed["html_truncated_chars"] = len(html) - 10 * MAX_TEXT_CHARS
+            html = html[: 10 * MAX_TEXT_CHARS]
+        text = html_to_text(html)
     if len(text) > MAX_TEXT_CHARS:
         removed["truncated_chars"] = len(text) - MAX_TEXT_CHARS
         text = text[:MAX_TEXT_CHARS]

@@ -19,7 +19,8 @@ from typing import Any
 PARSER_VERSION = "parse-4"
 
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
-_MAX_NESTING = 50
+_BARE_ADDRESS = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){0,8}")
+_MAX_LISTED_ADDRESSES = 1000
 # Charsets whose text is pure ASCII bytes on the wire and still needs decoding.
 _SEVEN_BIT_ENCODINGS = ("iso-2022", "utf-7", "hz")
 
@@ -177,8 +178,13 @@ def _addresses(message: Message, name: str, defects: list[str]) -> list[dict[str
     raw = _raw_header(message, name)
     if raw is None:
         return []
+    try:
+        pairs = email.utils.getaddresses([raw])
+    except (RecursionError, ValueError, IndexError):  # e.g. a thousand nested (comments)
+        defects.append(f"{name}: address list not parseable; addresses taken from its text")
+        pairs = [("", address) for address in _BARE_ADDRESS.findall(raw)[:_MAX_LISTED_ADDRESSES]]
     found = []
-    for display, address in email.utils.getaddresses([raw]):
+    for display, address in pairs:
         if not (display or address):
             continue
         found.append(
@@ -205,7 +211,11 @@ def _date(message: Message, internaldate: dt.datetime, defects: list[str]) -> tu
     if moment.tzinfo is None:
         defects.append("Date: no time zone, assumed UTC")
         moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC), "header"
+    try:
+        return moment.astimezone(dt.UTC), "header"
+    except OverflowError:  # e.g. 31 Dec 9999 23:30 -0100: past datetime.max once in UTC
+        defects.append("Date: out of range, using INTERNALDATE")
+        return internaldate.astimezone(dt.UTC), "internaldate"
 
 
 def _payload_bytes(part: Message, defects: list[str], where: str) -> bytes:
@@ -218,16 +228,18 @@ def _payload_bytes(part: Message, defects: list[str], where: str) -> bytes:
     return payload or b""
 
 
-_CONTROL_BYTES = bytes(range(0, 9)) + bytes(range(14, 32))
+_CONTROL_BYTES = bytes(range(0, 9)) + bytes(range(14, 32))  # NUL included; tab, LF, CR, FF not
 
 
 def _looks_binary(payload: bytes) -> bool:
-    """NULs or a high share of control bytes: an Outlook .msg, an image, not text."""
+    """A high share of NUL and control bytes: an Outlook .msg, an image, not text.
+
+    A stray NUL in a text body is a defect to strip (`storable_text`), not a reason to
+    throw the whole body away.
+    """
     sample = payload[:4096]
     if not sample:
         return False
-    if b"\x00" in sample:
-        return True
     return len(sample) - len(sample.translate(None, _CONTROL_BYTES)) > len(sample) // 10
 
 
@@ -236,19 +248,26 @@ def _looks_like_html(text: str) -> bool:
     return "<html" in head or "<body" in head or "<div" in head or "<p>" in head
 
 
-def _walk(part: Message, parsed: ParsedEmail, forwarded: list[Message], depth: int = 0) -> None:
+def _walk(root: Message, parsed: ParsedEmail, forwarded: list[Message], nested: bool = False) -> None:
     """Collect inline text/plain (all of it) and the first inline text/html; list the rest.
 
-    A multipart whose boundary never appears is kept as one text body rather than lost,
-    and attached messages are remembered so that a message that only forwards another
-    still has text.
+    Iterative, in document order, with no depth limit: a message nested 60 levels deep
+    whose only text is at the bottom still has that text. A multipart whose boundary
+    never appears is kept as one text body rather than lost, and attached messages are
+    remembered so that a message that only forwards another still has text.
     """
-    if depth > _MAX_NESTING:
-        parsed.defects.append("MIME nesting deeper than 50 levels; rest ignored")
-        return
+    stack: list[tuple[Message, bool]] = [(root, nested)]
+    while stack:
+        part, is_child = stack.pop()
+        children = _visit(part, parsed, forwarded, is_child)
+        stack.extend((child, True) for child in reversed(children))
+
+
+def _visit(part: Message, parsed: ParsedEmail, forwarded: list[Message], is_child: bool) -> list[Message]:
+    """Handle one part; returns the children still to visit."""
     content_type = part.get_content_type()
     where = f"part {content_type}"
-    if depth:
+    if is_child:
         for defect in getattr(part, "defects", ()):
             parsed.defects.append(f"{where}: {type(defect).__name__}")
     if content_type == "message/rfc822":
@@ -256,22 +275,19 @@ def _walk(part: Message, parsed: ParsedEmail, forwarded: list[Message], depth: i
         inner = payload[0] if isinstance(payload, list) and payload else None
         if isinstance(inner, Message):
             forwarded.append(inner)
-        size = len(inner.as_bytes()) if isinstance(inner, Message) else 0
-        parsed.attachments.append(Attachment(_filename(part, parsed), content_type, size, False))
-        return
+        parsed.attachments.append(Attachment(_filename(part, parsed), content_type, _size(inner), False))
+        return []
     if part.is_multipart() or content_type.startswith("multipart/"):
         children = part.get_payload()
         if isinstance(children, list):
-            for child in children:
-                _walk(child, parsed, forwarded, depth + 1)
-            return
+            return [child for child in children if isinstance(child, Message)]
         text = children if isinstance(children, str) else ""
         parsed.defects.append(f"{where}: boundary not found, body kept as one text part")
         if _looks_like_html(text):
             parsed.html_body = parsed.html_body or text
         elif text.strip():
             parsed.text_body = (parsed.text_body + "\n\n" + text) if parsed.text_body else text
-        return
+        return []
     filename = _filename(part, parsed)
     disposition = (part.get_content_disposition() or "").lower()
     if content_type in {"text/plain", "text/html"} and disposition != "attachment":
@@ -280,16 +296,30 @@ def _walk(part: Message, parsed: ParsedEmail, forwarded: list[Message], depth: i
         if not charset.startswith(("utf-16", "utf-32")) and _looks_binary(payload):
             parsed.defects.append(f"{where}: binary data, not text ({len(payload)} bytes); kept out of the body")
             parsed.attachments.append(Attachment(filename, "application/octet-stream", len(payload), False))
-            return
+            return []
+        if b"\x00" in payload:
+            parsed.defects.append(f"{where}: NUL bytes removed from the text")
         text = decode_bytes(payload, charset or None, parsed.defects, where)
         if content_type == "text/plain":
             parsed.text_body = (parsed.text_body + "\n\n" + text) if parsed.text_body else text
-            return
+            return []
         if parsed.html_body is None:
             parsed.html_body = text
-            return
+            return []
     payload = _payload_bytes(part, parsed.defects, where)
     parsed.attachments.append(Attachment(filename, content_type, len(payload), disposition != "attachment"))
+    return []
+
+
+def _size(message: Message | None) -> int:
+    """Bytes of an attached message; the stdlib's generator recurses, so a chain nested
+    hundreds deep has no size we can compute, which is not worth losing the message over."""
+    if message is None:
+        return 0
+    try:
+        return len(message.as_bytes())
+    except (RecursionError, LookupError, ValueError, UnicodeError):
+        return 0
 
 
 def _filename(part: Message, parsed: ParsedEmail) -> str | None:
@@ -301,20 +331,101 @@ def _filename(part: Message, parsed: ParsedEmail) -> str | None:
 
 
 def _adopt_forwarded(parsed: ParsedEmail, forwarded: list[Message]) -> None:
-    """A message with no text of its own that attaches messages: their text is its content."""
-    texts, htmls = [], []
-    for inner_message in forwarded:
-        inner = ParsedEmail()
-        _walk(inner_message, inner, [], depth=1)
-        header = f"[Forwarded message] Subject: {_header(inner_message, 'Subject', inner.defects) or ''}"
-        if inner.text_body:
-            texts.append(f"{header}\n\n{inner.text_body}")
-        elif inner.html_body:
-            htmls.append(inner.html_body)
-    if texts:
-        parsed.text_body = "\n\n".join(texts)
-    elif htmls:
-        parsed.html_body = htmls[0]
+    """A message with no text of its own that attaches messages: their text is its content.
+
+    Followed down, level by level, while the attached messages have no text either (a
+    forward of a forward of ...), with no depth limit.
+    """
+    level = forwarded
+    while level:
+        texts, htmls, deeper = [], [], []
+        for inner_message in level:
+            inner = ParsedEmail()
+            _walk(inner_message, inner, deeper, nested=True)
+            header = f"[Forwarded message] Subject: {_header(inner_message, 'Subject', inner.defects) or ''}"
+            if inner.text_body:
+                texts.append(f"{header}\n\n{inner.text_body}")
+            elif inner.html_body:
+                htmls.append(inner.html_body)
+        if texts:
+            parsed.text_body = "\n\n".join(texts)
+            return
+        if htmls:
+            parsed.html_body = htmls[0]
+            return
+        level = deeper
+
+
+# Content-Type / Content-Disposition fields are where the stdlib's parameter parsing is
+# quadratic (an unclosed quote before many `;`, CPython gh-136063: 93 s for 200 KB), and
+# the feed parser reads `boundary=` while it parses. No real header needs more than this.
+MAX_PARAMETER_HEADER_BYTES = 2048
+_PARAMETER_HEADER = re.compile(rb"^content-(?:type|disposition)[ \t]*:[^\r\n]*(?:\r?\n[ \t][^\r\n]*)*", re.I | re.M)
+
+
+def _bounded_parameter_headers(raw: bytes, defects: list[str]) -> bytes:
+    """A copy for parsing in which every Content-Type/-Disposition field is at most
+    MAX_PARAMETER_HEADER_BYTES, cut after its last `;` that fits (the stored bytes keep all)."""
+    pieces, position = [], 0
+    for match in _PARAMETER_HEADER.finditer(raw):
+        field_bytes = match.group(0)
+        if len(field_bytes) <= MAX_PARAMETER_HEADER_BYTES:
+            continue
+        head = field_bytes[:MAX_PARAMETER_HEADER_BYTES]
+        cut = head.rfind(b";")
+        kept = head[:cut] if cut > 0 else head.split(b";", 1)[0]
+        name = field_bytes.split(b":", 1)[0].decode("ascii", "replace")
+        defects.append(f"{name}: header of {len(field_bytes)} bytes cut to {len(kept)} before parsing")
+        pieces += [raw[position : match.start()], kept]
+        position = match.end()
+    return b"".join(pieces) + raw[position:] if pieces else raw
+
+
+def _parse_tree(raw: bytes, defects: list[str]) -> tuple[Message, bool]:
+    """The stdlib's tree, or, when its recursive parser runs out of stack (MIME or
+    message/rfc822 nested many hundreds deep), the headers alone plus a flat tree of the
+    leaf parts found by scanning for every declared boundary."""
+    try:
+        return email.message_from_bytes(raw), False
+    except RecursionError:
+        defects.append("MIME nested too deep for the stdlib parser; parts read by a flat boundary scan")
+        return _flat_tree(raw), True
+
+
+_BOUNDARY_PARAMETER = re.compile(rb'boundary\s*=\s*"?([^";\r\n]{1,200})', re.I)
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _flat_tree(raw: bytes) -> Message:
+    """One multipart/mixed message whose children are the leaf parts of `raw`, in order."""
+    from email.parser import BytesHeaderParser
+
+    match = _HEADER_END.search(raw)
+    head, body = (raw[: match.end()], raw[match.end() :]) if match else (raw, b"")
+    root = BytesHeaderParser().parsebytes(head)
+    boundaries = {value.strip() for value in _BOUNDARY_PARAMETER.findall(raw)}
+    delimiter = (
+        re.compile(rb"^--(?:" + b"|".join(re.escape(b) for b in sorted(boundaries)) + rb")(?:--)?[ \t]*\r?$", re.M)
+        if boundaries
+        else None
+    )
+    segments = delimiter.split(body)[1:] if delimiter else [body]  # [0]: the preamble, not a part
+    leaves: list[Message] = []
+    for segment in segments:
+        segment = segment.lstrip(b"\r\n")
+        # A message/rfc822 part's body is a message: strip such header blocks one at a time.
+        while True:
+            header_block, _, rest = (
+                segment.partition(b"\n\n") if b"\r\n\r\n" not in segment else (segment.partition(b"\r\n\r\n"))
+            )
+            if email.message_from_bytes(header_block).get_content_type() != "message/rfc822" or not rest:
+                break
+            segment = rest.lstrip(b"\r\n")
+        leaf = email.message_from_bytes(segment)
+        if segment.strip() and not leaf.get_content_type().startswith("multipart/"):
+            leaves.append(leaf)
+    root.set_payload(leaves)
+    return root
 
 
 def parse_message(raw: bytes, internaldate: dt.datetime) -> ParsedEmail:
@@ -323,7 +434,10 @@ def parse_message(raw: bytes, internaldate: dt.datetime) -> ParsedEmail:
     try:
         # compat32: the structure walk costs a fraction of policy.default's, whose header
         # objects re-parse Content-Type on every call; headers are decoded above, by hand.
-        message = email.message_from_bytes(raw)
+        message, flat = _parse_tree(_bounded_parameter_headers(raw, parsed.defects), parsed.defects)
+        if flat:
+            del message["Content-Type"]
+            message["Content-Type"] = "multipart/mixed"
         for defect in message.defects:
             parsed.defects.append(type(defect).__name__)
         parsed.message_id = normalize_message_id(_header(message, "Message-ID", parsed.defects))
