@@ -16,7 +16,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from typing import Any
 
-PARSER_VERSION = "parse-4"
+PARSER_VERSION = "parse-5"
 
 _MESSAGE_ID = re.compile(r"<([^<>\s]+)>")
 _BARE_ADDRESS = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63}){0,8}")
