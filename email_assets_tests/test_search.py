@@ -129,3 +129,26 @@ def test_lexical_index_is_exact_under_re_runs(mail_user, instance) -> None:
     found = index.search("sgdisk", 10, MessageFilter())
     assert len(found) == 1
     assert index.search("", 10, MessageFilter()) == [] and index.search('"*) OR NEAR(', 10, MessageFilter()) == []
+
+
+def test_vector_search_is_exact_at_mailbox_sizes(tmp_path) -> None:
+    """Random 384-d vectors are where HNSW loses most; up to EXACT_SEARCH_MAX the ranking is exact."""
+    import numpy as np
+
+    from email_assets.storage.vectors import VectorStore
+
+    rng = np.random.default_rng(3)
+    matrix = rng.normal(size=(3000, 384)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    ids = [f"chunk{i}" for i in range(len(matrix))]
+    store = VectorStore(str(tmp_path / "chroma"), "local:test")
+    metadatas = [{"account": "a" if i % 2 else "b", "message_key": f"m{i}"} for i in range(len(ids))]
+    store.upsert(ids, matrix.tolist(), [f"text {i}" for i in range(len(ids))], metadatas)
+    for _ in range(5):
+        query = rng.normal(size=384).astype(np.float32)
+        query /= np.linalg.norm(query)
+        hits = store.query(query.tolist(), 20, {"account": "a"})
+        expected = [i for i in np.argsort(-(matrix @ query)) if i % 2][:20]
+        assert [hit["chunk_id"] for hit in hits] == [ids[i] for i in expected]
+        assert hits[0]["text"] == f"text {expected[0]}" and hits[0]["metadata"]["message_key"] == f"m{expected[0]}"
+        assert abs((1 - hits[0]["distance"]) - float(matrix[expected[0]] @ query)) < 1e-5
