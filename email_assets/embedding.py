@@ -35,12 +35,16 @@ class LocalEmbedder:
     model name and its Chroma collection stay what they were when torch computed them.
     """
 
-    model_name = f"local:{LOCAL_MODEL_NAME}"
     max_tokens = 200  # the model reads 256 word pieces; leave room for special tokens
+
+    def __init__(self, variant: str = "fp32") -> None:
+        self.variant = variant
+        # int8 vectors are close to, not equal to, fp32 ones: their own name, their own collection.
+        self.model_name = f"local:{LOCAL_MODEL_NAME}" + ("" if variant == "fp32" else f"-{variant}")
 
     @cached_property
     def _encoder(self) -> OnnxSentenceEncoder:
-        return OnnxSentenceEncoder()
+        return OnnxSentenceEncoder(variant=self.variant)
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         return self._encoder.token_offsets(text)
@@ -84,9 +88,13 @@ class OpenAIEmbedder:
 
 @lru_cache(maxsize=4)
 def embedder_from_spec(spec: str) -> Embedder:
-    """`local` or `openai:MODEL`; one instance per process so the model loads once."""
+    """`local`, `local-int8` or `openai:MODEL`; one instance per process so the model loads once."""
     if spec == "local":
         return LocalEmbedder()
+    if spec == "local-int8":  # about twice as fast, cosine ~0.98-0.99 to `local`
+        return LocalEmbedder("int8")
     if spec.startswith("openai:") and spec.split(":", 1)[1]:
         return OpenAIEmbedder(spec.split(":", 1)[1])
-    raise ConfigurationError(f"EMAIL_ASSETS_EMBEDDER must be 'local' or 'openai:MODEL', got {spec!r}")
+    raise ConfigurationError(
+        f"EMAIL_ASSETS_EMBEDDER must be 'local', 'local-int8' or 'openai:MODEL', got {spec!r}"
+    )

@@ -41,9 +41,13 @@ def model_cache_directory() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "email_assets" / "models"
 
 
-def exported_model_path() -> Path:
+VARIANTS = ("fp32", "int8")
+
+
+def exported_model_path(variant: str = "fp32") -> Path:
     version = importlib.metadata.version(_WEIGHTS_PACKAGE)
-    return model_cache_directory() / f"all-MiniLM-L6-v2-{version}-{EXPORT_VERSION}.onnx"
+    suffix = "" if variant == "fp32" else f"-{variant}"
+    return model_cache_directory() / f"all-MiniLM-L6-v2-{version}-{EXPORT_VERSION}{suffix}.onnx"
 
 
 def export_onnx(target: Path) -> Path:
@@ -104,16 +108,50 @@ def _quiet_warnings() -> Iterator[None]:
         yield
 
 
-def ensure_exported() -> Path:
-    path = exported_model_path()
-    return path if path.exists() else export_onnx(path)
+def quantize_int8(source: Path, target: Path) -> Path:
+    """Dynamic int8 weights, per output channel, with the six feed-forward output MatMuls
+    kept in fp32: the default recipe gave cosines down to 0.74 against fp32 on mail text."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    graph = onnx.load(str(source), load_external_data=False).graph
+    keep_fp32 = [
+        node.name
+        for node in graph.node
+        if node.op_type == "MatMul" and "/output/dense/" in node.name and "/attention/" not in node.name
+    ]
+    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial.onnx")
+    os.close(handle)
+    try:
+        with _quiet_warnings():
+            quantize_dynamic(
+                str(source), partial, per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32
+            )
+        os.chmod(partial, 0o644)
+        os.replace(partial, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(partial)
+    return target
+
+
+def ensure_exported(variant: str = "fp32") -> Path:
+    path = exported_model_path(variant)
+    if path.exists():
+        return path
+    if variant == "int8":
+        return quantize_int8(ensure_exported("fp32"), path)
+    return export_onnx(path)
 
 
 class OnnxSentenceEncoder:
     """Token offsets and normalized sentence vectors from one ONNX Runtime session."""
 
-    def __init__(self, batch_size: int = 64) -> None:
+    def __init__(self, batch_size: int = 64, variant: str = "fp32") -> None:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown model variant {variant!r}")
         self.batch_size = batch_size
+        self.variant = variant
 
     @cached_property
     def tokenizer(self):  # noqa: ANN201 - tokenizers.Tokenizer
@@ -141,7 +179,7 @@ class OnnxSentenceEncoder:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         return onnxruntime.InferenceSession(
-            str(ensure_exported()), sess_options=options, providers=["CPUExecutionProvider"]
+            str(ensure_exported(self.variant)), sess_options=options, providers=["CPUExecutionProvider"]
         )
 
     def token_offsets(self, text: str) -> list[tuple[int, int]]:

@@ -63,7 +63,7 @@ def test_keys_generate_prints_a_usable_key(project_env) -> None:
         (
             ["search", "x"],
             {"EMAIL_ASSETS_EMBEDDER": "magic"},
-            "EMAIL_ASSETS_EMBEDDER must be 'local' or 'openai:MODEL'",
+            "EMAIL_ASSETS_EMBEDDER must be 'local', 'local-int8' or 'openai:MODEL'",
         ),
         (["accounts", "list"], {"EMAIL_ASSETS_DATABASE_URL": "nonsense://"}, "EMAIL_ASSETS_DATABASE_URL"),
         (["search", "x", "--account", "nosuch"], {}, "no account named 'nosuch' in sqlite:///"),

@@ -48,3 +48,13 @@ def test_local_embedder_keeps_order_and_token_offsets(reference) -> None:
     offsets = embedder.token_offsets(text)
     assert "".join(text[start:end] for start, end in offsets) == text.replace(" ", "")  # word pieces, in order
     assert len(offsets) > len(text.split())  # the model's own tokens, not words
+
+
+def test_int8_variant_is_close_and_never_mixes_with_fp32(tmp_path, monkeypatch, reference) -> None:
+    monkeypatch.setenv("EMAIL_ASSETS_MODEL_CACHE", str(tmp_path / "models"))
+    int8 = LocalEmbedder("int8")
+    assert int8.model_name == "local:all-MiniLM-L6-v2-int8" != LocalEmbedder().model_name
+    vectors = np.array(int8.embed(TEXTS))
+    cosines = (vectors * reference).sum(axis=1)
+    assert cosines.min() >= 0.95 and cosines.mean() >= 0.98, cosines
+    assert local_model.exported_model_path("int8").stat().st_size < local_model.exported_model_path().stat().st_size / 2
