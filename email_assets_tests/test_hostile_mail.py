@@ -15,6 +15,7 @@ import pytest
 
 from email_assets.mail.cleaning import clean_email
 from email_assets.mail.parsing import parse_message
+from email_assets_tests.real_mail import FIXTURES
 
 INTERNALDATE = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
 HANG_GUARD_SECONDS = 60
@@ -126,3 +127,15 @@ def test_leftover_check_is_linear_on_unclosed_tags() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_a_stray_line_inside_the_headers_does_not_turn_the_rest_into_body() -> None:
+    """mikel/mail's raw_email_incorrect_header.eml (found by the property tests): Subject was lost."""
+    parsed = parse_message(
+        (FIXTURES / "mikel-mail/plain_emails/raw_email_incorrect_header.eml").read_bytes(), INTERNALDATE
+    )
+    assert parsed.subject == "Stop adware/spyware once and for all."
+    assert parsed.message_id == "4D6AA7EB.6490534@xxx.xxx" and parsed.date_source == "header"
+    assert "header block: 1 line(s) that are not headers dropped before parsing" in parsed.defects
+    headless = parse_message(b"Subject: hi\r\nthis line is the body, not a header\r\n", INTERNALDATE)
+    assert headless.subject == "hi" and "this line is the body" in (headless.text_body or "")

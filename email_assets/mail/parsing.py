@@ -381,6 +381,29 @@ def _bounded_parameter_headers(raw: bytes, defects: list[str]) -> bytes:
     return b"".join(pieces) + raw[position:] if pieces else raw
 
 
+_HEADER_FIELD = re.compile(rb"^(?:[!-9;-~]+:|[ \t]|From )")
+
+
+def _repaired_header_block(raw: bytes, defects: list[str]) -> bytes:
+    """Drop stray non-header lines from inside the header block.
+
+    The stdlib ends the headers at the first line that is not a header ("quite Delivered-To:
+    ..." in a real spam sample), so every header after it, Subject included, became body.
+    Only lines followed by real header lines are dropped: a message with no blank line
+    between headers and body keeps its body.
+    """
+    match = _HEADER_END.search(raw)
+    block = raw[: match.start()] if match else raw
+    lines = block.split(b"\n")
+    stray = [index for index, line in enumerate(lines) if line.strip(b"\r") and not _HEADER_FIELD.match(line)]
+    if not stray or not any(_HEADER_FIELD.match(line) and line[:1] not in b" \t" for line in lines[stray[-1] + 1 :]):
+        return raw
+    defects.append(f"header block: {len(stray)} line(s) that are not headers dropped before parsing")
+    dropped = set(stray)
+    kept = b"\n".join(line for index, line in enumerate(lines) if index not in dropped)
+    return kept + raw[len(block) :]
+
+
 def _parse_tree(raw: bytes, defects: list[str]) -> tuple[Message, bool]:
     """The stdlib's tree, or, when its recursive parser runs out of stack (MIME or
     message/rfc822 nested many hundreds deep), the headers alone plus a flat tree of the
@@ -434,7 +457,8 @@ def parse_message(raw: bytes, internaldate: dt.datetime) -> ParsedEmail:
     try:
         # compat32: the structure walk costs a fraction of policy.default's, whose header
         # objects re-parse Content-Type on every call; headers are decoded above, by hand.
-        message, flat = _parse_tree(_bounded_parameter_headers(raw, parsed.defects), parsed.defects)
+        prepared = _repaired_header_block(_bounded_parameter_headers(raw, parsed.defects), parsed.defects)
+        message, flat = _parse_tree(prepared, parsed.defects)
         if flat:
             del message["Content-Type"]
             message["Content-Type"] = "multipart/mixed"
