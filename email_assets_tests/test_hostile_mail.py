@@ -15,6 +15,7 @@ import pytest
 
 from email_assets.mail.cleaning import clean_email
 from email_assets.mail.parsing import parse_message
+from email_assets_tests import hostile_cases
 from email_assets_tests.real_mail import FIXTURES
 
 INTERNALDATE = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
@@ -33,9 +34,8 @@ def test_unclosed_quote_in_content_type_parameters_is_bounded() -> None:
         """
         import datetime as dt
         from email_assets.mail.parsing import parse_message
-        header = 'text/plain; charset="utf-8' + ';a' * 500_000
-        raw = f"Subject: params\\r\\nContent-Type: {header}\\r\\n\\r\\nthe body survives\\r\\n".encode()
-        parsed = parse_message(raw, dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
+        from email_assets_tests.hostile_cases import unclosed_quote_parameters
+        parsed = parse_message(unclosed_quote_parameters(), dt.datetime(2026, 11, 20, tzinfo=dt.UTC))
         print(parsed.subject, "|", parsed.text_body.strip(), "|", [d for d in parsed.defects if "cut" in d])
         """
     )
@@ -46,17 +46,14 @@ def test_unclosed_quote_in_content_type_parameters_is_bounded() -> None:
 
 
 def test_date_beyond_datetime_max_falls_back_to_internaldate() -> None:
-    raw = b"Subject: far future\r\nDate: 31 Dec 9999 23:30 -0100\r\n\r\nstill here\r\n"
-    parsed = parse_message(raw, INTERNALDATE)
+    parsed = parse_message(hostile_cases.far_future_date(), INTERNALDATE)
     assert parsed.parse_error is None and parsed.subject == "far future" and parsed.text_body.strip() == "still here"
     assert parsed.date == INTERNALDATE and parsed.date_source == "internaldate"
     assert "Date: out of range, using INTERNALDATE" in parsed.defects
 
 
 def test_from_with_a_thousand_nested_comments_keeps_the_row() -> None:
-    sender = "(" * 1200 + "x" + ")" * 1200 + " ana@example.org"
-    raw = f"From: {sender}\r\nSubject: comments\r\nTo: bob@example.net\r\n\r\nbody text\r\n".encode()
-    parsed = parse_message(raw, INTERNALDATE)
+    parsed = parse_message(hostile_cases.nested_comments_from(1200), INTERNALDATE)
     assert parsed.parse_error is None and parsed.subject == "comments" and parsed.text_body.strip() == "body text"
     assert parsed.from_address == "ana@example.org"
     assert "From: address list not parseable; addresses taken from its text" in parsed.defects
@@ -65,39 +62,27 @@ def test_from_with_a_thousand_nested_comments_keeps_the_row() -> None:
 
 @pytest.mark.parametrize("depth", [60, 1000])
 def test_deep_multipart_nesting_keeps_headers_and_the_text_at_the_bottom(depth: int) -> None:
-    head = "".join(f'--b{i}\r\nContent-Type: multipart/mixed; boundary="b{i + 1}"\r\n\r\n' for i in range(depth))
-    tail = "".join(f"--b{i}--\r\n" for i in reversed(range(depth + 1)))
-    raw = (
-        f'Subject: nested {depth}\r\nContent-Type: multipart/mixed; boundary="b0"\r\n\r\n{head}'
-        f"--b{depth}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nthe only text, at the bottom\r\n{tail}"
-    ).encode()
+    raw = hostile_cases.deep_multipart(depth)
     parsed = parse_message(raw, INTERNALDATE)
     assert parsed.parse_error is None and parsed.subject == f"nested {depth}"
     assert parsed.text_body.strip() == "the only text, at the bottom"
 
 
 def test_message_rfc822_nested_500_deep_keeps_the_innermost_text() -> None:
-    raw = b"Subject: innermost\r\nContent-Type: text/plain\r\n\r\nthe forwarded words\r\n"
-    for level in range(500):
-        raw = f"Subject: level {level}\r\nContent-Type: message/rfc822\r\n\r\n".encode() + raw
-    parsed = parse_message(raw, INTERNALDATE)
+    parsed = parse_message(hostile_cases.nested_rfc822(500), INTERNALDATE)
     assert parsed.parse_error is None and parsed.subject == "level 499"
     assert "the forwarded words" in (parsed.text_body or "")
 
 
 def test_nul_in_a_text_body_is_stripped_not_fatal() -> None:
-    raw = b"Subject: nul\r\nContent-Type: text/plain\r\n\r\nbefore\x00after, and the rest of the message\r\n"
-    parsed = parse_message(raw, INTERNALDATE)
+    parsed = parse_message(hostile_cases.nul_in_text(), INTERNALDATE)
     assert parsed.as_row()["text_body"].strip() == "beforeafter, and the rest of the message"
     assert "part text/plain: NUL bytes removed from the text" in parsed.defects
     assert not any("binary data" in defect for defect in parsed.defects)
 
 
 def test_large_inline_data_image_and_style_before_the_text_do_not_hide_it() -> None:
-    image = "data:image/png;base64," + "iVBORw0KGgo" * 150_000  # 1.6 MB of inline image
-    style = "<style>" + "p{color:red}" * 20_000 + "</style>"
-    html = f'<html><head>{style}</head><body><img src="{image}"><p>The visible text.</p></body></html>'
-    cleaned = clean_email(None, html)
+    cleaned = clean_email(None, hostile_cases.data_uri_and_style())
     assert cleaned.text == "The visible text."
     assert cleaned.removed["html_data_uris"] == 1 and cleaned.removed["html_invisible_chars"] > 240_000
     unclosed = clean_email(None, "<p>Shown.</p><script>" + "x" * 2_000_000)
@@ -112,8 +97,7 @@ def test_table_cells_and_rows_stay_apart() -> None:
         "Widget0 0.00 Widget1 1.00 Widget2 2.00",
         "Total 3.00",
     ]
-    wide = "<table>" + "".join(f"<tr>{''.join(f'<td>Cell{r}x{c}</td>' for c in range(40))}</tr>" for r in range(50))
-    text = clean_email(None, wide + "</table>").text
+    text = clean_email(None, hostile_cases.wide_table(50, 40)).text
     assert "Cell49x39" in text and "Cell0x0 Cell0x1" in text  # not glued, so not mistaken for base64
 
 
@@ -122,7 +106,8 @@ def test_leftover_check_is_linear_on_unclosed_tags() -> None:
     result = _within_guard(
         """
         from email_assets.defs.checks import leftover_markup
-        print(leftover_markup("<p " * 400_000), leftover_markup("fine <p>tag</p>"))
+        from email_assets_tests.hostile_cases import unclosed_paragraph_tags
+        print(leftover_markup(unclosed_paragraph_tags()), leftover_markup("fine <p>tag</p>"))
         """
     )
     assert result.returncode == 0, result.stderr
@@ -139,3 +124,19 @@ def test_a_stray_line_inside_the_headers_does_not_turn_the_rest_into_body() -> N
     assert "header block: 1 line(s) that are not headers dropped before parsing" in parsed.defects
     headless = parse_message(b"Subject: hi\r\nthis line is the body, not a header\r\n", INTERNALDATE)
     assert headless.subject == "hi" and "this line is the body" in (headless.text_body or "")
+
+
+def test_unclosed_tags_cannot_stall_html_conversion() -> None:
+    """1.2 MB of `<p ` with no `>`: html.parser under html2text ran for over ten minutes."""
+    result = _within_guard(
+        """
+        from email_assets.mail.cleaning import clean_email
+        from email_assets_tests.hostile_cases import unclosed_paragraph_tags
+        cleaned = clean_email(None, "<p>Before.</p>" + unclosed_paragraph_tags() + "<b>after</b>")
+        print(cleaned.text.startswith("Before."), "<p <p" in cleaned.text, "truncated_chars" in cleaned.removed,
+              cleaned.removed["html_unclosed_tags"])
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "True", "True", "400000"]
+    assert clean_email(None, "<p>a < b and c > d</p><p>x</p>").text == "a < b and c > d\n\nx"

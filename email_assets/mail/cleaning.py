@@ -73,6 +73,37 @@ _CLOSING_TAGS = {name: re.compile(rf"</{name}\s*>", re.I) for name in _INVISIBLE
 _COMMENT_START = "<!--"
 
 
+def escape_unclosed_tags(html: str, removed: dict[str, int]) -> str:
+    """Every `<` with no `>` before the next `<` becomes `&lt;`, in one linear pass.
+
+    Python's html.parser (under html2text) looks for the end of each unclosed tag all the
+    way to the end of the input: 1.2 MB of `<p ` without `>` ran for over ten minutes.
+    """
+    if "<" not in html:
+        return html
+    pieces: list[str] = []
+    position = 0
+    no_more = len(html)  # `>` positions are only ever searched forward, so the pass stays linear
+    start = html.find("<")
+    close = -1
+    escaped = 0
+    while start >= 0:
+        following = html.find("<", start + 1)
+        if close < start:
+            found = html.find(">", start)
+            close = no_more if found < 0 else found
+        if close == no_more or (0 <= following < close):
+            pieces += [html[position:start], "&lt;"]
+            position = start + 1
+            escaped += 1
+        start = following
+    if not escaped:
+        return html
+    removed["html_unclosed_tags"] = escaped
+    pieces.append(html[position:])
+    return "".join(pieces)
+
+
 def reduce_html(html: str, removed: dict[str, int]) -> str:
     """Markup that never shows (style, script, head, comments, inline data: images) dropped
     in linear time, so that the size cap after it applies to what a reader would see.
@@ -106,10 +137,15 @@ def reduce_html(html: str, removed: dict[str, int]) -> str:
     reduced, uris = _DATA_URI.subn("", reduced)
     if uris:
         removed["html_data_uris"] = uris
-    return reduced
+    return escape_unclosed_tags(reduced, removed)
 
 
-def html_to_text(html: str) -> str:
+_FEED_CHARS = 65_536
+
+
+def html_to_text(html: str, max_chars: int | None = None) -> str:
+    """Visible text of `html`; with `max_chars`, conversion stops once that much text exists
+    (html2text is pure Python: a megabyte of markup whose text is cut anyway cost seconds)."""
     # Cells and rows apart: html2text with tables ignored glues "<td>Widget</td><td>Price</td>"
     # into "WidgetPrice", and a wide glued row then looks like base64 and is deleted.
     html = _ROW_END.sub("<br>", _CELL_END.sub(" \\g<0>", html)) if "</t" in html.lower() else html
@@ -119,7 +155,15 @@ def html_to_text(html: str) -> str:
     converter.ignore_emphasis = True
     converter.ignore_tables = True
     converter.unicode_snob = True
-    return converter.handle(html)
+    if max_chars is None or len(html) <= _FEED_CHARS:
+        return converter.handle(html)
+    converter.start = True
+    for start in range(0, len(html), _FEED_CHARS):
+        converter.feed(html[start : start + _FEED_CHARS])
+        if sum(map(len, converter.outtextlist)) > max_chars:
+            break
+    converter.feed("")
+    return converter.optwrap(converter.finish())
 
 
 # Literal words each pattern needs: a substring test is ~50x cheaper than a MULTILINE
@@ -234,7 +278,7 @@ def clean_email(text_body: str | None, html_body: str | None) -> CleanedText:
         if len(html) > 10 * MAX_TEXT_CHARS:
             removed["html_truncated_chars"] = len(html) - 10 * MAX_TEXT_CHARS
             html = html[: 10 * MAX_TEXT_CHARS]
-        text = html_to_text(html)
+        text = html_to_text(html, max_chars=MAX_TEXT_CHARS)
     if len(text) > MAX_TEXT_CHARS:
         removed["truncated_chars"] = len(text) - MAX_TEXT_CHARS
         text = text[:MAX_TEXT_CHARS]
