@@ -34,6 +34,8 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
+	$(PY) -m benchmarks.search_eval
+	$(PY) -m benchmarks.hostile
 	$(PY) -m benchmarks.run
 
 dev: install

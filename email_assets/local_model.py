@@ -101,11 +101,18 @@ def export_onnx(target: Path) -> Path:
 
 @contextlib.contextmanager
 def _quiet_warnings() -> Iterator[None]:
+    """The tracer's notes on index ops and the quantizer's advice to pre-process do not apply
+    to this graph; a user would only see noise."""
+    import logging
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the tracer's notes on index ops do not apply to BERT's inputs
-        yield
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def quantize_int8(source: Path, target: Path) -> Path:
