@@ -16,6 +16,7 @@ from typing import Any
 import aioimaplib
 import sqlalchemy as sa
 
+from email_assets import crash_points
 from email_assets.embedding import Embedder
 from email_assets.errors import AccountError
 from email_assets.mail.chunking import CHUNKER_VERSION, cap, chunk_text, context_line
@@ -261,6 +262,19 @@ def embed_partition(
     day: str,
     run_id: str | None,
 ) -> StepReport:
+    """Chunk, embed and index one partition, as the store's only writer while it does."""
+    with vectors.exclusive_writer():
+        return _embed_partition(store, vectors, embedder, account, day, run_id)
+
+
+def _embed_partition(
+    store: MessageStore,
+    vectors: VectorStore,
+    embedder: Embedder,
+    account: str,
+    day: str,
+    run_id: str | None,
+) -> StepReport:
     report = StepReport()
     model = embedder.model_name
     code_version = embedding_code_version(embedder)
@@ -315,6 +329,7 @@ def embed_partition(
             [row["text"] for row in batch],
             [row["_metadata"] for row in batch],
         )
+        crash_points.reached("embed.vectors_upserted_rows_not_written")
         report.processed += len(batch)
     missing_rows = [
         {k: v for k, v in row.items() if k != "_metadata"}
@@ -334,6 +349,8 @@ def embed_partition(
 
 def purge_before(store: MessageStore, vectors: VectorStore | None, cutoff_day: str) -> dict[str, int]:
     """Delete everything of days before `cutoff_day`, vectors first so none is left orphaned."""
-    if vectors is not None:
+    if vectors is None:
+        return store.delete_days_before(cutoff_day)
+    with vectors.exclusive_writer():
         vectors.delete(store.chunk_ids_before(cutoff_day, vectors.collection_name))
-    return store.delete_days_before(cutoff_day)
+        return store.delete_days_before(cutoff_day)

@@ -105,7 +105,7 @@ def test_schedule_requests_today_and_yesterday_for_every_account(instance) -> No
     assert len({r.run_key for r in requests}) == 4
 
 
-def test_instance_config_caps_runs_per_account_and_chroma_writers(instance, mail_user) -> None:
+def test_instance_config_caps_runs_per_account(instance, mail_user) -> None:
     """The project's dagster.yaml, as loaded by the instance the runs go through."""
     from email_assets.definitions import defs
 
@@ -114,8 +114,8 @@ def test_instance_config_caps_runs_per_account_and_chroma_writers(instance, mail
     assert {"key": "dagster/partition/account", "value": {"applyLimitPerUniqueValue": True}, "limit": 2} in (
         config.run_queue_config.tag_concurrency_limits
     )
-    assert config.pool_config.default_pool_limit == 1
-    assert defs.get_assets_def("email_embeddings").op.pool == "chroma_writer"
+    # No pool: a SIGKILLed run would keep its claim forever; the Chroma writer lock is a file lock.
+    assert defs.get_assets_def("email_embeddings").op.pool is None
     mail_user.append([(message("a", "a"), utc(DAY))])
     assert add_account(mail_user, "work") == 0
     [result] = materialize_partitions(instance, "work", [DAY])

@@ -145,7 +145,6 @@ def cleaned_text(context: dg.AssetExecutionContext, mail_store: MailStoreResourc
     kinds={"chroma"},
     code_version=_embedding_code_version(),
     deps=[cleaned_text],
-    pool="chroma_writer",
     check_specs=checks.EMBEDDING_CHECKS,
 )
 def email_embeddings(

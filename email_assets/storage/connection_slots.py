@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import random
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,10 @@ from email_assets.errors import AccountError
 from email_assets.storage.database import engine_for
 from email_assets.storage.tables import connection_leases
 
-LEASE_SECONDS = 3600
+# Short leases, renewed while held: a live sync of any length keeps its slot, and a killed
+# one frees it within LEASE_SECONDS instead of the hour a fixed lease had to allow for.
+LEASE_SECONDS = 120
+RENEW_EVERY_SECONDS = 30
 
 
 class ConnectionSlots:
@@ -77,7 +81,33 @@ class ConnectionSlots:
                 )
             time.sleep(min(random.uniform(pause / 2, pause), max(0.0, deadline - time.monotonic())))
             pause = min(pause * 2, 5.0)
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew, args=(account, slot, holder, stop), name=f"lease-{account}-{slot}", daemon=True
+        )
+        renewer.start()
         try:
             yield slot
         finally:
+            stop.set()
+            renewer.join()
             self.release(account, slot, holder)
+
+    def _renew(self, account: str, slot: int, holder: str, stop: threading.Event) -> None:
+        while not stop.wait(RENEW_EVERY_SECONDS):
+            with contextlib.suppress(sa.exc.SQLAlchemyError):  # a missed renewal is retried; the lease has slack
+                self.renew(account, slot, holder)
+
+    def renew(self, account: str, slot: int, holder: str) -> bool:
+        """Push the lease's expiry out again; False when it was lost (expired and taken)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                sa.update(connection_leases)
+                .where(
+                    connection_leases.c.account == account,
+                    connection_leases.c.slot == slot,
+                    connection_leases.c.holder == holder,
+                )
+                .values(expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=LEASE_SECONDS))
+            )
+            return bool(result.rowcount)

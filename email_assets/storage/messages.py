@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from email_assets import crash_points
 from email_assets.mail.imap import FetchedMessage, MessageDate
 from email_assets.mail.keys import content_sha256, message_key
 from email_assets.storage.database import background_checkpoints, engine_for, upsert
@@ -180,6 +181,7 @@ class MessageStore:
         a committed row never points at bytes a crash could take back."""
         if self.packs is not None and prepared.raw_rows:
             self.packs.make_durable(prepared.account)
+        crash_points.reached("raw.bytes_durable_rows_not_committed")
         with self.engine.begin() as connection:
             upsert(connection, raw_messages, prepared.raw_rows, update=False)  # a concurrent writer's copy stays
             upsert(connection, message_locations, prepared.location_rows)
@@ -189,6 +191,7 @@ class MessageStore:
                     .where(raw_messages.c.message_key == row["message_key"])
                     .values(server_id=row["server_id"], server_thread_id=row["server_thread_id"])
                 )
+        crash_points.reached("raw.batch_committed")
 
     def keys_for_server_ids(self, account: str, server_ids: list[str]) -> dict[str, str]:
         """Stored messages of the account by server id (see `mail.imap.ServerIds`)."""

@@ -7,9 +7,12 @@ chunk table says which ids exist, so orphans can be deleted precisely.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -19,6 +22,7 @@ from email_assets.errors import ConfigurationError
 # chunks (ef_search 256; 7 of 300 at the default 100). Up to this many vectors a query
 # reads them all and ranks exactly (0.3 s for 10,000 on 2 cores); beyond, HNSW answers.
 EXACT_SEARCH_MAX = 20_000
+WRITER_LOCK_FILE = ".email_assets-writer.lock"
 EF_SEARCH = 256
 EF_CONSTRUCTION = 200
 
@@ -34,11 +38,36 @@ class VectorStore:
         self.embedding_model = embedding_model
         self.collection_name = collection_name(embedding_model)
 
+    @property
+    def is_server(self) -> bool:
+        return self.location.startswith(("http://", "https://"))
+
+    @contextlib.contextmanager
+    def exclusive_writer(self) -> Iterator[None]:
+        """Hold the embedded store's single-writer lock for a whole write step.
+
+        An embedded Chroma store has one writer at a time. Dagster's concurrency pools
+        cannot promise that: a run worker that is SIGKILLed (an OOM kill) keeps its pool
+        claim until someone marks the run failed, and every later embedding step then waits
+        forever. An OS file lock dies with its process. A Chroma server needs no lock.
+        """
+        if self.is_server:
+            yield
+            return
+        directory = Path(self.location)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / WRITER_LOCK_FILE, "a+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     @cached_property
     def client(self):  # noqa: ANN201 - chromadb's ClientAPI, imported lazily
         import chromadb
 
-        if self.location.startswith(("http://", "https://")):
+        if self.is_server:
             url = urlparse(self.location)
             if not url.hostname:
                 raise ConfigurationError(f"EMAIL_ASSETS_CHROMA is not a valid URL: {self.location!r}")
