@@ -53,8 +53,8 @@ def exported_model_path(variant: str = "fp32") -> Path:
 def export_onnx(target: Path) -> Path:
     """Trace the shipped PyTorch weights into an ONNX graph; the only place torch is imported.
 
-    Written to a temporary file and renamed, so processes that export at once (parallel run
-    steps on a fresh machine) never load a half-written graph.
+    Written whole or not at all (see `_written_whole`): parallel run steps on a fresh
+    machine may export at once.
     """
     import torch
     from transformers import AutoModel
@@ -76,27 +76,34 @@ def export_onnx(target: Path) -> Path:
 
     sample = torch.ones((2, 16), dtype=torch.long)
     dynamic = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "last_hidden_state")}
+    with _written_whole(target) as partial, torch.no_grad(), _quiet_warnings():
+        torch.onnx.export(
+            LastHiddenState(model),
+            (sample, sample, torch.zeros_like(sample)),
+            partial,
+            input_names=list(_INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes=dynamic,
+            opset_version=17,
+            dynamo=False,
+        )
+    return target
+
+
+@contextlib.contextmanager
+def _written_whole(target: Path) -> Iterator[str]:
+    """A temporary path beside `target`, renamed onto it only once the body has finished:
+    processes that export at once never load a half-written graph."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial")
+    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial.onnx")
     os.close(handle)
     try:
-        with torch.no_grad(), _quiet_warnings():
-            torch.onnx.export(
-                LastHiddenState(model),
-                (sample, sample, torch.zeros_like(sample)),
-                partial,
-                input_names=list(_INPUTS),
-                output_names=["last_hidden_state"],
-                dynamic_axes=dynamic,
-                opset_version=17,
-                dynamo=False,
-            )
+        yield partial
         os.chmod(partial, 0o644)
         os.replace(partial, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(partial)
-    return target
 
 
 @contextlib.contextmanager
@@ -127,18 +134,10 @@ def quantize_int8(source: Path, target: Path) -> Path:
         for node in graph.node
         if node.op_type == "MatMul" and "/output/dense/" in node.name and "/attention/" not in node.name
     ]
-    handle, partial = tempfile.mkstemp(dir=target.parent, suffix=".partial.onnx")
-    os.close(handle)
-    try:
-        with _quiet_warnings():
-            quantize_dynamic(
-                str(source), partial, per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32
-            )
-        os.chmod(partial, 0o644)
-        os.replace(partial, target)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(partial)
+    with _written_whole(target) as partial, _quiet_warnings():
+        quantize_dynamic(
+            str(source), partial, per_channel=True, weight_type=QuantType.QInt8, nodes_to_exclude=keep_fp32
+        )
     return target
 
 

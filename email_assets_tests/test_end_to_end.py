@@ -217,6 +217,12 @@ def _counts() -> dict[str, int]:
         }
 
 
+ONE_MESSAGE_LEFT = {
+    name: 1
+    for name in ("raw_messages", "message_locations", "parsed_emails", "cleaned_texts", "chunks", "search_documents")
+}
+
+
 def _found_by_words(text: str) -> list[str]:
     """Subjects the lexical index returns, after an FTS5 integrity check of the index itself."""
     engine = engine_for(settings.database_url())
@@ -240,14 +246,7 @@ def test_expunged_mail_leaves_every_asset_and_chroma(mail_user, instance) -> Non
     metadata = _metadata(result)
     assert metadata["raw_messages"]["removed"] == 1
     assert metadata["email_embeddings"]["removed"] == 1
-    assert _counts() == {
-        "raw_messages": 1,
-        "message_locations": 1,
-        "parsed_emails": 1,
-        "cleaned_texts": 1,
-        "chunks": 1,
-        "search_documents": 1,
-    }
+    assert _counts() == ONE_MESSAGE_LEFT
     [remaining] = vectors.collection.get(include=["documents"])["documents"]
     assert "Lisbon" in remaining
     assert _found_by_words("vacuum failover Lisbon") == ["Team offsite"]  # the expunged one is not found by words
@@ -265,14 +264,7 @@ def test_retention_job_purges_tables_and_chroma(mail_user, instance, monkeypatch
     monkeypatch.setenv("EMAIL_ASSETS_RETENTION_DAYS", "30")
     result = defs.resolve_job_def("retention_job").execute_in_process(instance=instance)
     assert result.success
-    assert _counts() == {
-        "raw_messages": 1,
-        "message_locations": 1,
-        "parsed_emails": 1,
-        "cleaned_texts": 1,
-        "chunks": 1,
-        "search_documents": 1,
-    }
+    assert _counts() == ONE_MESSAGE_LEFT
     assert _found_by_words("vacuum failover Lisbon") == ["Team offsite"]
     packs = b"".join(path.read_bytes() for path in pack_directory(settings.database_url()).rglob("*.pack"))
     assert OUTAGE not in packs and LISBON in packs  # the expired message's bytes are gone from disk too
