@@ -264,11 +264,11 @@ class DovecotServer:
                 time.sleep(0.05)
         raise RuntimeError(f"dovecot did not listen on {self.imaps_port} within {timeout}s")
 
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+    def stop(self) -> None:
         if self.process is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
+            os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -276,10 +276,8 @@ class DovecotServer:
             self.process.wait()
         self.process = None
 
-    def restart(self, hard: bool = False) -> None:
-        """Stop and start again; `hard` kills every Dovecot process at once (a crash), where a
-        graceful stop may let an imap process finish the command it is answering."""
-        self.stop(signal.SIGKILL if hard else signal.SIGTERM)
+    def restart(self) -> None:
+        self.stop()
         self.start()
 
     def __enter__(self) -> DovecotServer:
