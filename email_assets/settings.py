@@ -63,6 +63,14 @@ def retention_days() -> int:
     return days
 
 
+def max_days_per_run() -> int:
+    """EMAIL_ASSETS_MAX_DAYS_PER_RUN: the most account x day partitions one backfill run takes."""
+    raw = os.environ.get("EMAIL_ASSETS_MAX_DAYS_PER_RUN", "31")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"EMAIL_ASSETS_MAX_DAYS_PER_RUN must be a positive whole number, got {raw!r}")
+    return int(raw)
+
+
 def keep_expunged() -> bool:
     """EMAIL_ASSETS_KEEP_EXPUNGED=1 keeps mail deleted on the server (default: mirror it)."""
     return os.environ.get("EMAIL_ASSETS_KEEP_EXPUNGED", "0").strip().lower() in {"1", "true", "yes"}

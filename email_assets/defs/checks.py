@@ -1,7 +1,10 @@
-"""Asset checks, evaluated for the partition each materialization wrote.
+"""Asset checks, evaluated for each partition a materialization wrote.
 
-They are declared as `check_specs` on the assets and computed in the same step, so each
-result belongs to exactly one account x day partition and shows up next to it in the UI.
+They are declared as partitioned `check_specs` on the assets and computed in the same
+step, so each result belongs to exactly one account x day partition and shows up next to
+it in the UI, also in a range run (`partition_runs` reports them per partition). The
+integrity checks are blocking: bytes that no longer match their hash, or a parsed table
+that lost messages, must not be built upon; the others report without stopping the run.
 """
 
 import hashlib
@@ -9,6 +12,7 @@ import re
 
 import dagster as dg
 
+from email_assets.defs.partitions import account_day_partitions
 from email_assets.pipeline import StepReport
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails, raw_messages
@@ -29,11 +33,14 @@ RAW_CHECKS = [
     dg.AssetCheckSpec(
         "raw_bytes_intact",
         asset="raw_messages",
+        partitions_def=account_day_partitions,
+        blocking=True,
         description="Every stored message's bytes still hash to its recorded SHA-256 and size.",
     ),
     dg.AssetCheckSpec(
         "all_messages_fetched",
         asset="raw_messages",
+        partitions_def=account_day_partitions,
         description="Every message of the day found on the server was downloaded.",
     ),
 ]
@@ -41,11 +48,14 @@ PARSED_CHECKS = [
     dg.AssetCheckSpec(
         "every_raw_message_parsed",
         asset="parsed_emails",
+        partitions_def=account_day_partitions,
+        blocking=True,
         description="One parsed row per raw message, no more, no less.",
     ),
     dg.AssetCheckSpec(
         "parse_failures_and_defects",
         asset="parsed_emails",
+        partitions_def=account_day_partitions,
         description="No message failed to parse; warns when many carry defects.",
     ),
 ]
@@ -53,11 +63,13 @@ CLEANED_CHECKS = [
     dg.AssetCheckSpec(
         "no_html_or_base64_left",
         asset="cleaned_text",
+        partitions_def=account_day_partitions,
         description="Cleaned text holds no HTML tags and no base64 runs.",
     ),
     dg.AssetCheckSpec(
         "empty_text_share",
         asset="cleaned_text",
+        partitions_def=account_day_partitions,
         description=f"Warns when more than {EMPTY_TEXT_WARN_SHARE:.0%} of messages have no text.",
     ),
 ]
@@ -65,11 +77,13 @@ EMBEDDING_CHECKS = [
     dg.AssetCheckSpec(
         "vectors_match_chunks",
         asset="email_embeddings",
+        partitions_def=account_day_partitions,
         description="Chroma holds exactly the partition's chunks: none missing, no orphans.",
     ),
     dg.AssetCheckSpec(
         "every_message_embedded",
         asset="email_embeddings",
+        partitions_def=account_day_partitions,
         description="Every message with text has at least one chunk.",
     ),
 ]

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from email_assets.defs.partitions import ACCOUNTS, partition_key
+from email_assets.defs.partitions import ACCOUNT_TAG, ACCOUNTS, partition_key
 
 
 def materialize_partitions(
@@ -33,3 +33,31 @@ def materialize_partitions(
         )
         for day in days
     ]
+
+
+def materialize_range(
+    instance: dg.DagsterInstance,
+    account: str,
+    first_day: dt.date,
+    last_day: dt.date,
+    raise_on_error: bool = True,
+    last_account: str | None = None,
+) -> dg.ExecuteInProcessResult:
+    """One run over `account|first_day .. last_account|last_day`, as a backfill run takes it."""
+    from email_assets.definitions import defs
+
+    job = defs.resolve_job_def("email_sync_job")
+    return job.execute_in_process(
+        instance=instance,
+        raise_on_error=raise_on_error,
+        tags=range_tags(account, first_day, last_day, last_account),
+    )
+
+
+def range_tags(account: str, first_day: dt.date, last_day: dt.date, last_account: str | None = None) -> dict[str, str]:
+    """Tags that make a run cover a key range, plus the account tag the run queue limits on."""
+    return {
+        "dagster/asset_partition_range_start": str(partition_key(account, first_day)),
+        "dagster/asset_partition_range_end": str(partition_key(last_account or account, last_day)),
+        ACCOUNT_TAG: account if last_account in (None, account) else f"{account}..{last_account}",
+    }

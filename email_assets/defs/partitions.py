@@ -11,6 +11,9 @@ import dagster as dg
 from email_assets import settings
 
 ACCOUNTS = "accounts"
+# Set on every run the sensor, the schedule and `email-assets backfill` launch: the run queue
+# limits runs per account by it (range runs carry no `dagster/partition/account` tag).
+ACCOUNT_TAG = "email_assets/account"
 
 account_partitions = dg.DynamicPartitionsDefinition(name=ACCOUNTS)
 day_partitions = dg.DailyPartitionsDefinition(start_date=settings.start_date(), timezone="UTC", end_offset=1)
