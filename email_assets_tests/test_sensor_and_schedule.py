@@ -21,8 +21,18 @@ def tick(instance: dg.DagsterInstance, cursor: str | None) -> dg.SensorResult:
     return mailbox_highwater_sensor(context)
 
 
+def described(request: dg.RunRequest) -> str:
+    """`acct|day` for a one-day run, `acct|first..acct|last` for a range run."""
+    if request.partition_key is not None:
+        return str(request.partition_key)
+    key_range = request.partition_key_range
+    return f"{key_range.start}..{key_range.end}"
+
+
 def requested(result: dg.SensorResult) -> list[str]:
-    return sorted(str(request.partition_key) for request in result.run_requests)
+    for request in result.run_requests:
+        assert request.tags["email_assets/account"]  # the run queue's per-account limit
+    return sorted(described(request) for request in result.run_requests)
 
 
 def test_sensor_requests_only_days_with_new_mail(mail_user, instance) -> None:
@@ -30,7 +40,7 @@ def test_sensor_requests_only_days_with_new_mail(mail_user, instance) -> None:
     assert add_account(mail_user, "work") == 0
 
     first = tick(instance, None)
-    assert requested(first) == ["work|2026-11-20", "work|2026-11-21"]
+    assert requested(first) == ["work|2026-11-20..work|2026-11-21"]  # one range run
     cursor = json.loads(first.cursor)
     assert cursor["work"]["INBOX"]["uidnext"] == 3
     assert set(cursor["work"]) == {"INBOX", "Sent"}  # Junk and Trash are not synced by default
@@ -57,7 +67,7 @@ def test_uidvalidity_change_requests_resync_of_the_folder(mail_user, instance) -
     # Recreated without the 20th's message: that stored day must be resynced (and emptied) too.
     mail_user.append([(message("q", "q"), utc(DAY - dt.timedelta(days=5)))], folder="Projects")
     resync = tick(instance, first.cursor)
-    assert requested(resync) == ["work|2026-11-15", "work|2026-11-20"]
+    assert requested(resync) == ["work|2026-11-15..work|2026-11-20"]
 
 
 def test_sensor_survives_a_broken_account_and_registers_partitions(mail_user, instance, monkeypatch) -> None:
@@ -96,13 +106,12 @@ def test_schedule_requests_today_and_yesterday_for_every_account(instance) -> No
     when = dt.datetime(2026, 11, 25, 14, 0, tzinfo=dt.UTC)
     context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
     requests = email_sync_schedule(context)
-    assert sorted(str(r.partition_key) for r in requests) == [
-        "home|2026-11-24",
-        "home|2026-11-25",
-        "work|2026-11-24",
-        "work|2026-11-25",
+    assert sorted(described(r) for r in requests) == [
+        "home|2026-11-24..home|2026-11-25",
+        "work|2026-11-24..work|2026-11-25",
     ]
-    assert len({r.run_key for r in requests}) == 4
+    assert len({r.run_key for r in requests}) == 2
+    assert {r.tags["email_assets/account"] for r in requests} == {"home", "work"}
 
 
 def test_instance_config_caps_runs_per_account(instance, mail_user) -> None:
@@ -120,3 +129,17 @@ def test_instance_config_caps_runs_per_account(instance, mail_user) -> None:
     assert add_account(mail_user, "work") == 0
     [result] = materialize_partitions(instance, "work", [DAY])
     assert instance.get_run_by_id(result.run_id).tags["dagster/partition/account"] == "work"
+
+
+def test_days_become_spans_of_at_most_the_run_cap() -> None:
+    from email_assets.defs.run_requests import day_spans
+
+    start = dt.date(2026, 1, 1)
+    month = [start + dt.timedelta(days=n) for n in range(30)]
+    assert day_spans(month, 31) == [(start, month[-1])]
+    assert day_spans([*month, start + dt.timedelta(days=31)], 31) == [
+        (start, month[-1]),
+        (start + dt.timedelta(days=31), start + dt.timedelta(days=31)),
+    ]
+    far = [start, start + dt.timedelta(days=400)]  # no year of idle days between them
+    assert day_spans(far, 31) == [(far[0], far[0]), (far[1], far[1])]

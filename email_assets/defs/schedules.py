@@ -1,4 +1,4 @@
-"""`email_sync_schedule`: every 2 hours, today's and yesterday's partition of every account.
+"""`email_sync_schedule`: every 2 hours, one run over yesterday and today for every account.
 
 A safety net under the sensor (a missed tick, a server that did not bump UIDNEXT); cheap
 because a partition with nothing new costs one SEARCH per folder and no downloads.
@@ -9,7 +9,8 @@ import datetime as dt
 import dagster as dg
 
 from email_assets.defs.jobs import email_sync_job
-from email_assets.defs.partitions import ACCOUNTS, partition_key
+from email_assets.defs.partitions import ACCOUNTS
+from email_assets.defs.run_requests import sync_requests
 
 
 @dg.schedule(
@@ -23,12 +24,6 @@ def email_sync_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunReq
     stamp = context.scheduled_execution_time.strftime("%Y%m%dT%H%M")
     requests = []
     for account in context.instance.get_dynamic_partitions(ACCOUNTS):
-        for day in (today - dt.timedelta(days=1), today):
-            requests.append(
-                dg.RunRequest(
-                    run_key=f"{account}|{day.isoformat()}|{stamp}",
-                    partition_key=partition_key(account, day),
-                    tags={"email_assets/trigger": "schedule"},
-                )
-            )
+        days = [today - dt.timedelta(days=1), today]
+        requests.extend(sync_requests(account, days, stamp, trigger="schedule"))
     return requests

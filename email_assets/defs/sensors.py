@@ -2,8 +2,9 @@
 
 The cursor is JSON `{account: {folder: {uidvalidity, uidnext}}}`. Each tick asks every
 account's folders STATUS (short timeouts, errors captured per account) and requests one
-run per account x day with new mail, with a run_key derived from the new high-water
-marks, so a repeated tick never doubles a run. It also registers the dynamic partition of
+run per account and span of days with new mail (a range run when the span is longer than
+a day: a new account's history is one run, not one per day), with a run_key derived from
+the new high-water marks, so a repeated tick never doubles a run. It also registers the dynamic partition of
 any account added while DAGSTER_HOME was not reachable. Starts RUNNING: an operator who
 added an account expects its mail to arrive without another switch.
 """
@@ -17,8 +18,9 @@ import dagster as dg
 
 from email_assets import settings
 from email_assets.defs.jobs import email_sync_job
-from email_assets.defs.partitions import ACCOUNTS, account_partitions, partition_key
+from email_assets.defs.partitions import ACCOUNTS, account_partitions
 from email_assets.defs.resources import CredentialsResource, MailStoreResource
+from email_assets.defs.run_requests import sync_requests
 from email_assets.errors import UserError
 from email_assets.mail.highwater import HighwaterChange, detect_new_mail
 from email_assets.mail.imap import connect
@@ -40,7 +42,7 @@ async def _account_change(account: Account, secret: str, previous: dict) -> High
 
 @dg.sensor(
     job=email_sync_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=settings.sensor_interval_seconds(),
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Polls STATUS UIDVALIDITY/UIDNEXT of every account's folders and syncs the days with new mail.",
 )
@@ -74,16 +76,8 @@ def mailbox_highwater_sensor(
         days = set(change.days)
         for folder in change.resynced_folders:  # stored days of a folder whose UIDs are void
             days |= store.location_days(account.name, folder)
-        for day in sorted(days):
-            if not window.keeps(day):
-                continue
-            run_requests.append(
-                dg.RunRequest(
-                    run_key=f"{account.name}|{day.isoformat()}|{marks}",
-                    partition_key=partition_key(account.name, day),
-                    tags={"email_assets/trigger": "highwater"},
-                )
-            )
+        kept = [day for day in days if window.keeps(day)]
+        run_requests.extend(sync_requests(account.name, kept, marks, trigger="highwater"))
     return dg.SensorResult(
         run_requests=run_requests,
         cursor=json.dumps(cursor, sort_keys=True),
