@@ -1,4 +1,4 @@
-"""`email-assets`: keys, accounts, search, status and trace from the shell.
+"""`email-assets`: keys, accounts, search, status, backfills and trace from the shell.
 
 Every user mistake ends in one line on stderr and exit status 2, never a traceback.
 """
@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="which data dir, database and Chroma are read, and what they hold")
     status.add_argument("--json", action="store_true")
+
+    backfill = commands.add_parser(
+        "backfill", help="sync, parse, clean and embed a range of days of one account, run by the daemon"
+    )
+    backfill.add_argument("account")
+    backfill.add_argument("--since", type=_parse_day, required=True, help="first day (UTC), YYYY-MM-DD")
+    backfill.add_argument("--until", type=_parse_day, help="last day (UTC), inclusive; default: today")
+    backfill.add_argument("--wait", action="store_true", help="follow its progress until it finishes")
 
     trace = commands.add_parser("trace", help="a chunk's lineage, raw bytes to vector")
     trace.add_argument("chunk_id")
@@ -263,6 +271,24 @@ def cmd_status(args: argparse.Namespace) -> None:
     print(json.dumps(store.as_json()) if args.json else format_status(store))
 
 
+def cmd_backfill(args: argparse.Namespace) -> None:
+    if not os.environ.get("DAGSTER_HOME"):
+        raise UserError("DAGSTER_HOME is not set: a backfill is recorded in the instance the daemon runs")
+    import dagster as dg
+
+    from email_assets.defs.backfills import follow_backfill, launch_backfill
+
+    until = args.until or dt.datetime.now(dt.UTC).date()
+    with dg.DagsterInstance.get() as instance:
+        backfill_id = launch_backfill(instance, args.account, args.since, until)
+        print(f"backfill {backfill_id}: {args.account} {args.since}..{until}, runs launched by dagster-daemon")
+        print(f"  in the UI: /runs/b/{backfill_id}")
+        if args.wait:
+            final = follow_backfill(instance, backfill_id, lambda progress: print(progress.describe(), flush=True))
+            if final.status not in {"COMPLETED_SUCCESS", "COMPLETED"}:
+                raise UserError(f"backfill {backfill_id} ended {final.status.lower()}")
+
+
 def cmd_trace(args: argparse.Namespace) -> None:
     from email_assets.trace import format_trace, trace_chunk
 
@@ -275,6 +301,7 @@ HANDLERS = {
     "accounts": cmd_accounts,
     "search": cmd_search,
     "status": cmd_status,
+    "backfill": cmd_backfill,
     "trace": cmd_trace,
 }
 
