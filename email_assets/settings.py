@@ -63,6 +63,14 @@ def retention_days() -> int:
     return days
 
 
+def sensor_interval_seconds() -> int:
+    """EMAIL_ASSETS_SENSOR_INTERVAL_SECONDS: how often the high-water sensor polls (default 60)."""
+    raw = os.environ.get("EMAIL_ASSETS_SENSOR_INTERVAL_SECONDS", "60")
+    if not raw.isdigit() or int(raw) < 5:
+        raise ConfigurationError(f"EMAIL_ASSETS_SENSOR_INTERVAL_SECONDS must be a whole number >= 5, got {raw!r}")
+    return int(raw)
+
+
 def max_days_per_run() -> int:
     """EMAIL_ASSETS_MAX_DAYS_PER_RUN: the most account x day partitions one backfill run takes."""
     raw = os.environ.get("EMAIL_ASSETS_MAX_DAYS_PER_RUN", "31")

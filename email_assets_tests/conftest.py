@@ -12,16 +12,19 @@ import itertools
 import os
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 
 from email_assets import cli
 from email_assets.credentials import generate_key
 from email_assets.demo.dovecot import DovecotServer, make_server
+from email_assets.storage.database import engine_for
 from email_assets_tests import repository_boundary
 from email_assets_tests.postgres_server import postgres_server
 
@@ -98,6 +101,23 @@ def project_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in ("EMAIL_ASSETS_DATABASE_URL", "EMAIL_ASSETS_CHROMA", "EMAIL_ASSETS_EMBEDDER"):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
+
+
+@pytest.fixture
+def postgres_databases(postgres: str) -> Iterator[tuple[str, str, str]]:
+    """(server, tables database, Dagster database)."""
+    suffix = uuid.uuid4().hex[:10]
+    names = (f"email_assets_{suffix}", f"dagster_{suffix}")
+    with psycopg.connect(f"postgresql://{postgres}/postgres", autocommit=True) as connection:
+        for name in names:
+            connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield (postgres, *names)
+    finally:
+        engine_for.cache_clear()
+        with psycopg.connect(f"postgresql://{postgres}/postgres", autocommit=True) as connection:
+            for name in names:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run_cli(args: list[str], stdin: str = "") -> int:

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import uuid
-from collections.abc import Iterator
 
 import dagster as dg
 import psycopg
-import pytest
 import sqlalchemy as sa
 
 from email_assets.defs.materialize import materialize_partitions
@@ -26,23 +23,6 @@ from email_assets_tests.conftest import PROJECT_ROOT, add_account, message, utc
 from email_assets_tests.postgres_server import MACHINE_SERVER, answers, throwaway_cluster
 
 DAY = dt.date(2026, 11, 20)
-
-
-@pytest.fixture
-def postgres_databases(postgres: str) -> Iterator[tuple[str, str, str]]:
-    """(server, tables database, Dagster database)."""
-    suffix = uuid.uuid4().hex[:10]
-    names = (f"email_assets_{suffix}", f"dagster_{suffix}")
-    with psycopg.connect(f"postgresql://{postgres}/postgres", autocommit=True) as connection:
-        for name in names:
-            connection.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield (postgres, *names)
-    finally:
-        engine_for.cache_clear()
-        with psycopg.connect(f"postgresql://{postgres}/postgres", autocommit=True) as connection:
-            for name in names:
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_pipeline_on_postgres_tables_and_dagster_storage(mail_user, project_env, postgres_databases, monkeypatch):
