@@ -6,11 +6,16 @@ import datetime as dt
 import json
 
 import dagster as dg
+import sqlalchemy as sa
 
+from email_assets import settings
 from email_assets.definitions import RESOURCES
 from email_assets.defs.materialize import materialize_partitions
 from email_assets.defs.schedules import email_sync_schedule
 from email_assets.defs.sensors import mailbox_highwater_sensor
+from email_assets.storage.accounts import AccountStore
+from email_assets.storage.messages import MessageStore
+from email_assets.storage.tables import accounts as accounts_table
 from email_assets_tests.conftest import add_account, message, run_cli, utc
 
 DAY = dt.date(2026, 11, 20)
@@ -143,3 +148,26 @@ def test_days_become_spans_of_at_most_the_run_cap() -> None:
     ]
     far = [start, start + dt.timedelta(days=400)]  # no year of idle days between them
     assert day_spans(far, 31) == [(far[0], far[0]), (far[1], far[1])]
+
+
+def test_an_unreachable_account_is_failing_in_accounts_list_and_on_the_tick(mail_user, instance, capsys) -> None:
+    assert add_account(mail_user, "work") == 0
+    store = MessageStore(settings.database_url())
+    accounts = AccountStore(store.url)
+    account = accounts.get("work")
+    with accounts.engine.begin() as connection:  # the server moved: nothing answers on port 1
+        connection.execute(sa.update(accounts_table).where(accounts_table.c.name == "work").values(port=1))
+    capsys.readouterr()
+    first = tick(instance, None)
+    second = tick(instance, first.cursor)
+    assert second.run_requests == []
+    assert second.skip_reason and second.skip_reason.skip_message.startswith("could not reach 1 of 1 account(s): work (")
+    assert run_cli(["accounts", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "failing (2 in a row:" in listing, listing
+    with accounts.engine.begin() as connection:  # back where it was: the next tick clears the failure
+        connection.execute(
+            sa.update(accounts_table).where(accounts_table.c.name == "work").values(port=account.port)
+        )
+    assert tick(instance, second.cursor).skip_reason is None
+    assert accounts.get("work").consecutive_failures == 0

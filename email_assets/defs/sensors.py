@@ -25,7 +25,7 @@ from email_assets.errors import UserError
 from email_assets.mail.highwater import HighwaterChange, detect_new_mail
 from email_assets.mail.imap import connect
 from email_assets.storage.accounts import Account
-from email_assets.storage.connection_slots import ConnectionSlots
+from email_assets.storage.connection_slots import ConnectionSlots, SlotsBusyError
 
 TICK_BUDGET_SECONDS = 40
 STATUS_TIMEOUT_SECONDS = 10
@@ -59,6 +59,8 @@ def mailbox_highwater_sensor(
     box = credentials.secret_box() if accounts else None
     slots = ConnectionSlots(mail_store.url())
     store = mail_store.messages()
+    health = mail_store.accounts()
+    failed: list[str] = []
     for account in accounts:
         if time.monotonic() - started > TICK_BUDGET_SECONDS:
             context.log.warning("tick budget spent; remaining accounts are checked next tick")
@@ -68,9 +70,15 @@ def mailbox_highwater_sensor(
             # No waiting for a busy account: a running sync is about to see the new mail anyway.
             with slots.hold(account.name, account.max_connections, wait_seconds=0):
                 change = asyncio.run(_account_change(account, account.secret(box), previous))
+        except SlotsBusyError:
+            context.log.info(f"{account.name}: all its connections are in use by runs; checked next tick")
+            continue
         except UserError as error:
             context.log.warning(f"{account.name}: {error}")
+            health.record_failure(account.name, str(error))
+            failed.append(f"{account.name} ({error})")
             continue
+        health.record_reachable(account.name)
         cursor[account.name] = change.marks
         marks = hashlib.sha256(json.dumps(change.marks, sort_keys=True).encode()).hexdigest()[:16]
         days = set(change.days)
@@ -78,8 +86,13 @@ def mailbox_highwater_sensor(
             days |= store.location_days(account.name, folder)
         kept = [day for day in days if window.keeps(day)]
         run_requests.extend(sync_requests(account.name, kept, marks, trigger="highwater"))
+    if failed and not run_requests:  # shown on the tick instead of a bare "0 runs requested"
+        skip_reason = f"could not reach {len(failed)} of {len(accounts)} account(s): " + "; ".join(failed)
+    else:
+        skip_reason = None
     return dg.SensorResult(
         run_requests=run_requests,
+        skip_reason=skip_reason[:1000] if skip_reason else None,
         cursor=json.dumps(cursor, sort_keys=True),
         dynamic_partitions_requests=[account_partitions.build_add_request(missing)] if missing else [],
     )

@@ -29,6 +29,10 @@ LEASE_SECONDS = 120
 RENEW_EVERY_SECONDS = 30
 
 
+class SlotsBusyError(AccountError):
+    """Every connection slot of the account stayed taken: the account is busy, not broken."""
+
+
 class ConnectionSlots:
     def __init__(self, database_url: str) -> None:
         self.engine = engine_for(database_url)
@@ -75,7 +79,7 @@ class ConnectionSlots:
         pause = 0.2
         while (slot := self.try_acquire(account, limit, holder)) is None:
             if time.monotonic() >= deadline:
-                raise AccountError(
+                raise SlotsBusyError(
                     f"all {limit} IMAP connections of account {account!r} stayed in use for {wait_seconds:.0f}s: "
                     "raise --max-connections or wait for the running syncs"
                 )
