@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install demo ui test lint bench dev clean
+.PHONY: install demo ui test lint bench reliability dev clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,19 @@ bench: install
 	$(PY) -m benchmarks.search_eval
 	$(PY) -m benchmarks.hostile
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.backfill
+
+# Hostile mail, kills, concurrent runs and the daemon soak (SQLite and PostgreSQL), then
+# their figures and the worst per-message time and memory over the hostile set and corpus.
+RELIABILITY_TESTS := email_assets_tests/test_hostile_mail.py email_assets_tests/test_hostile_properties.py \
+	email_assets_tests/test_hostile_pipeline.py email_assets_tests/test_kills_and_concurrency.py \
+	email_assets_tests/test_soak.py
+
+reliability: install
+	rm -f .reliability.jsonl
+	EMAIL_ASSETS_RELIABILITY_REPORT=$(CURDIR)/.reliability.jsonl $(PY) -m pytest -q $(RELIABILITY_TESTS)
+	$(PY) -m benchmarks.reliability .reliability.jsonl
+	$(PY) -m benchmarks.hostile
 
 dev: install
 	mkdir -p .dagster_home && cp -n dagster.yaml .dagster_home/ || true

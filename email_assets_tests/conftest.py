@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import itertools
+import json
 import os
 import shutil
 import sys
@@ -118,6 +119,23 @@ def postgres_databases(postgres: str) -> Iterator[tuple[str, str, str]]:
         with psycopg.connect(f"postgresql://{postgres}/postgres", autocommit=True) as connection:
             for name in names:
                 connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def record_reliability(
+    suite: str, cases: int, lost: int | None, duplicated: int | None, leaked: int | None, crashed: int
+) -> None:
+    """One line of figures for `make reliability` (EMAIL_ASSETS_RELIABILITY_REPORT), else nothing.
+
+    Tests record what they measured before asserting on it, so a failing case still shows
+    up in the figures with its real counts.
+    """
+    path = os.environ.get("EMAIL_ASSETS_RELIABILITY_REPORT")
+    if not path:
+        return
+    figures = {"suite": suite, "cases": cases, "lost": lost, "duplicated": duplicated}
+    figures.update(leaked=leaked, crashed=crashed)
+    with open(path, "a", encoding="utf-8") as report:
+        report.write(json.dumps(figures) + "\n")
 
 
 def run_cli(args: list[str], stdin: str = "") -> int:

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections import Counter
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from email_assets.mail.chunking import chunk_text, context_line, regex_token_offsets
 from email_assets.mail.cleaning import MAX_TEXT_CHARS, clean_email
 from email_assets.mail.parsing import parse_message
+from email_assets_tests.conftest import record_reliability
 from email_assets_tests.real_mail import fixture_files
 
 INTERNALDATE = dt.datetime(2026, 11, 20, 10, 0, tzinfo=dt.UTC)
@@ -96,7 +100,33 @@ def generated_hostile_mime(draw: st.DrawFn) -> bytes:
     return "\r\n".join(lines).encode("utf-8", "surrogatepass")
 
 
+_tried: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_examples() -> Iterator[None]:
+    """Examples tried, for `make reliability`: an escaped exception fails the test itself."""
+    yield
+    record_reliability(
+        "hostile MIME, generated and mutated (parse, clean, chunk)",
+        cases=sum(_tried.values()),
+        lost=None,  # no store here: a lost header or an escaped exception fails the example
+        duplicated=None,
+        leaked=None,
+        crashed=_tried["failed"],  # examples that failed (hypothesis retries a failure while shrinking)
+    )
+
+
 def _assert_bounded(raw: bytes) -> None:
+    _tried["examples"] += 1
+    try:
+        _check_bounded(raw)
+    except BaseException:
+        _tried["failed"] += 1
+        raise
+
+
+def _check_bounded(raw: bytes) -> None:
     parsed = parse_message(raw, INTERNALDATE)
     assert parsed.parse_error is None, parsed.parse_error  # no exception escaped to the catch-all
     row = parsed.as_row()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ from email_assets.storage.tables import (
     search_documents,
 )
 from email_assets.storage.vectors import VectorStore
-from email_assets_tests.conftest import add_account, message, utc
+from email_assets_tests.conftest import add_account, message, record_reliability, utc
 
 DAY = dt.date(2026, 11, 20)
 MESSAGES = 600  # two FETCH batches (500 + 100), three embedding batches (256 + 256 + 88)
@@ -164,15 +165,34 @@ def test_a_killed_run_is_completed_by_the_next_one(reference_state, instance, cr
     assert len(partial["raw_bytes"]) < MESSAGES or len(partial["vector_ids"]) < MESSAGES  # it really died half-way
     _fresh_chroma()
     [again] = materialize_partitions(instance, "work", [DAY], log_level="ERROR")
+    final = _state()
+    _record("killed at " + crash_at, reference_state, final, crashed=0 if again.success else 1)
     assert again.success
     assert all(evaluation.passed for evaluation in again.get_asset_check_evaluations())
-    assert _state() == reference_state
+    assert final == reference_state
 
 
 def test_two_runs_of_one_partition_at_once(reference_state) -> None:
     first, second = _run_in_child({}), _run_in_child({})
-    assert (first.wait(timeout=300), second.wait(timeout=300)) == (0, 0)
-    assert _state() == reference_state
+    codes = (first.wait(timeout=300), second.wait(timeout=300))
+    final = _state()
+    _record("two runs of one partition at once", reference_state, final, crashed=sum(code != 0 for code in codes))
+    assert codes == (0, 0)
+    assert final == reference_state
+
+
+def _record(case: str, reference: dict[str, object], final: dict[str, object], crashed: int) -> None:
+    """Lost and duplicated messages and vectors, against the clean run's end state."""
+    want, have = Counter(reference["raw_bytes"]), Counter(final["raw_bytes"])
+    want_vectors, have_vectors = Counter(reference["vector_ids"]), Counter(final["vector_ids"])
+    record_reliability(
+        f"{case} ({settings.database_url().split(':')[0]})",
+        cases=len(reference["raw_bytes"]),
+        lost=sum((want - have).values()) + sum((want_vectors - have_vectors).values()),
+        duplicated=sum((have - want).values()) + sum((have_vectors - want_vectors).values()),
+        leaked=None,  # no secret is at stake here; the soak and hostile suites grep for it
+        crashed=crashed,
+    )
 
 
 def test_a_held_lease_is_renewed_and_a_killed_holder_frees_its_slot(tmp_path, monkeypatch) -> None:

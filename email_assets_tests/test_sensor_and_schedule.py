@@ -161,7 +161,8 @@ def test_an_unreachable_account_is_failing_in_accounts_list_and_on_the_tick(mail
     first = tick(instance, None)
     second = tick(instance, first.cursor)
     assert second.run_requests == []
-    assert second.skip_reason and second.skip_reason.skip_message.startswith("could not reach 1 of 1 account(s): work (")
+    reason = second.skip_reason.skip_message if second.skip_reason else ""
+    assert reason.startswith("could not reach 1 of 1 account(s): work (")
     assert run_cli(["accounts", "list"]) == 0
     listing = capsys.readouterr().out
     assert "failing (2 in a row:" in listing, listing

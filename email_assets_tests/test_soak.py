@@ -16,6 +16,7 @@ import random
 import shutil
 import threading
 import time
+from collections import Counter
 
 import dagster as dg
 import pytest
@@ -28,7 +29,7 @@ from email_assets.storage.database import engine_for
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails, raw_messages
 from email_assets.storage.vectors import VectorStore
-from email_assets_tests.conftest import PROJECT_ROOT, add_account, message, utc
+from email_assets_tests.conftest import PROJECT_ROOT, add_account, message, record_reliability, utc
 
 SOAK_SECONDS = 75
 SENSOR_SECONDS = 10
@@ -79,18 +80,26 @@ def test_mail_arriving_during_a_soak_is_ingested_exactly_once(mail_user, soak_en
 
         wait_for(all_in, 180, f"{len(sent)} messages embedded\n{daemon.log_tail()}", poll=2)
         runs = instance.get_runs()
-        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs), [r.status for r in runs]
         events = instance.get_records_for_run(runs[0].run_id).records
         log_text = daemon.log_path.read_text(errors="replace") + "".join(
             str(record.event_log_entry) for run in runs for record in instance.get_records_for_run(run.run_id).records
         )
         assert events
 
+    expected = Counter(hashlib.sha256(raw).hexdigest() for raw in sent)
+    with engine_for(settings.database_url()).connect() as connection:
+        stored = Counter(connection.execute(sa.select(raw_messages.c.sha256)).scalars())
+    record_reliability(
+        f"soak on {soak_env} ({len(runs)} runs)",
+        cases=len(sent),
+        lost=sum((expected - stored).values()),
+        duplicated=sum((stored - expected).values()),
+        leaked=int(mail_user.password in log_text),
+        crashed=sum(run.status != dg.DagsterRunStatus.SUCCESS for run in runs),
+    )
     assert len(sent) >= SOAK_SECONDS // 3
     assert len(runs) >= 3  # several ticks requested runs while mail kept arriving
-    expected = sorted(hashlib.sha256(raw).hexdigest() for raw in sent)
-    with engine_for(settings.database_url()).connect() as connection:
-        stored = sorted(connection.execute(sa.select(raw_messages.c.sha256)).scalars())
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs), [r.status for r in runs]
     assert stored == expected  # every message once, with its exact bytes
     for table in (parsed_emails, cleaned_texts, chunks):
         assert _count(store, table) == len(sent), table.name
