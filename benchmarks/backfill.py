@@ -1,6 +1,7 @@
 """`make bench`: a 30-day backfill of one account through `dagster-daemon`, against one process.
 
-Builds a 1,500-message mailbox over 31 UTC days in a local Dovecot, then, interleaved
+Builds a 1,500-message mailbox over 31 UTC days in a local Dovecot (bodies a quarter of
+`run.py`'s: median ~1.3 KB, as person-written mail; ~4,500 chunks), then, interleaved
 `--repeat` times on fresh stores:
   * one process:  `pipeline` directly: sync all days in one IMAP session, then parse, clean
                   and embed every day with the local model loaded once (the engine's speed);
@@ -107,13 +108,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=1500)
     parser.add_argument("--repeat", type=int, default=3, help="runs of each contender; the median counts")
+    parser.add_argument("--size-scale", type=float, default=0.25, help="body sizes relative to benchmarks.run's")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="email-assets-backfill-"))
     workdir.chmod(0o755)
     server = make_server({USER: PASSWORD}, root=workdir / "dovecot")
     server.start()
     try:
-        total_bytes, days = build_maildir(server, args.messages)
+        total_bytes, days = build_maildir(server, args.messages, size_scale=args.size_scale)
         print(f"mailbox: {args.messages} messages, {total_bytes / 1e6:.1f} MB, {len(days)} day partitions")
         warm_up(server)
         embedder_from_spec("local").embed(["warm the model files into the page cache"])

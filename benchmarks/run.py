@@ -42,11 +42,13 @@ USER, PASSWORD = "bench", "bench-password"
 DAYS = 30
 
 
-def message_size(rng: random.Random) -> int:
-    return int(min(200_000, max(800, rng.lognormvariate(8.5, 0.9))))  # body median ~5 KB
+def message_size(rng: random.Random, scale: float = 1.0) -> int:
+    return int(min(200_000, max(800, scale * rng.lognormvariate(8.5, 0.9))))  # body median ~5 KB at scale 1
 
 
-def build_maildir(server: DovecotServer, count: int, seed: int = 1) -> tuple[int, list[dt.date]]:
+def build_maildir(
+    server: DovecotServer, count: int, seed: int = 1, size_scale: float = 1.0
+) -> tuple[int, list[dt.date]]:
     """Write messages into the user's Maildir; returns total bytes and the days used."""
     rng = random.Random(seed)
     cur = server.maildir(USER) / "cur"
@@ -63,7 +65,7 @@ def build_maildir(server: DovecotServer, count: int, seed: int = 1) -> tuple[int
         message["Subject"] = f"{rng.choice(words)} {rng.choice(words)} #{index}"
         message["Date"] = format_datetime(when)
         message["Message-ID"] = f"<bench-{index}@example.org>"
-        size = message_size(rng)
+        size = message_size(rng, size_scale)
         paragraph = " ".join(rng.choice(words) for _ in range(size // 7))
         body = "\n".join(paragraph[i : i + 72] for i in range(0, len(paragraph), 72))
         if index % 4 == 0:
