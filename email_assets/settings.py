@@ -84,13 +84,23 @@ def keep_expunged() -> bool:
     return os.environ.get("EMAIL_ASSETS_KEEP_EXPUNGED", "0").strip().lower() in {"1", "true", "yes"}
 
 
-def start_date() -> str:
-    raw = os.environ.get("EMAIL_ASSETS_START_DATE", DEFAULT_START_DATE)
-    try:
-        dt.date.fromisoformat(raw)
-    except ValueError:
-        raise ConfigurationError(f"EMAIL_ASSETS_START_DATE must be a date like 2024-01-01, got {raw!r}") from None
-    return raw
+def start_date(today: dt.date | None = None) -> str:
+    """The first daily partition: EMAIL_ASSETS_START_DATE, else the first day the retention
+    window keeps, else (keep-all) DEFAULT_START_DATE.
+
+    Every account gets every day from here on, so a start far before the data multiplies
+    the partitions the UI, backfills and automation evaluate (a 30-day window is 31 per
+    account, not 1,000+).
+    """
+    raw = os.environ.get("EMAIL_ASSETS_START_DATE")
+    if raw:
+        try:
+            dt.date.fromisoformat(raw)
+        except ValueError:
+            raise ConfigurationError(f"EMAIL_ASSETS_START_DATE must be a date like 2024-01-01, got {raw!r}") from None
+        return raw
+    oldest = RetentionWindow(retention_days()).oldest_kept(today)
+    return oldest.isoformat() if oldest else DEFAULT_START_DATE
 
 
 @dataclass(frozen=True)

@@ -296,3 +296,17 @@ def test_background_checkpoints_move_the_wal_into_the_database(tmp_path) -> None
         connection.exec_driver_sql("PRAGMA wal_autocheckpoint=2000")
         connection.commit()
     assert path.stat().st_size >= empty_size + 5_000_000  # the 5 MB left the WAL for the database file
+
+
+def test_partitions_start_where_the_retention_window_does(monkeypatch) -> None:
+    import datetime as dt
+
+    from email_assets import settings
+
+    monkeypatch.delenv("EMAIL_ASSETS_START_DATE", raising=False)
+    monkeypatch.setenv("EMAIL_ASSETS_RETENTION_DAYS", "30")
+    assert settings.start_date(dt.date(2026, 12, 1)) == "2026-11-02"  # 30 days kept: Nov 2 .. Dec 1
+    monkeypatch.setenv("EMAIL_ASSETS_RETENTION_DAYS", "0")
+    assert settings.start_date(dt.date(2026, 12, 1)) == settings.DEFAULT_START_DATE
+    monkeypatch.setenv("EMAIL_ASSETS_START_DATE", "2025-06-01")
+    assert settings.start_date() == "2025-06-01"
