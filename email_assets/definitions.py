@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from email_assets.defs.assets import cleaned_text, email_embeddings, parsed_emails, raw_messages
+from email_assets.defs.automation import email_automation_sensor
 from email_assets.defs.jobs import email_sync_job, retention_job, retention_schedule
 from email_assets.defs.resources import ChromaResource, CredentialsResource, EmbeddingResource, MailStoreResource
 from email_assets.defs.schedules import email_sync_schedule
@@ -20,7 +21,7 @@ RESOURCES = {
 defs = dg.Definitions(
     assets=[raw_messages, parsed_emails, cleaned_text, email_embeddings],
     jobs=[email_sync_job, retention_job],
-    sensors=[mailbox_highwater_sensor],
+    sensors=[mailbox_highwater_sensor, email_automation_sensor],
     schedules=[email_sync_schedule, retention_schedule],
     resources=RESOURCES,
     # Steps run one after another in the run's process: the four assets are a chain, so a

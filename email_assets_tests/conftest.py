@@ -195,4 +195,8 @@ def utc(day: dt.date, hour: int = 12, minute: int = 0) -> dt.datetime:
 
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The tests use fixed days of 2026; the partitions' default start follows the retention
+# window (today - 30 days), and the definitions are imported once, at collection. Pinned,
+# the in-process definitions and those of a daemon started by a test have the same days.
+os.environ.setdefault("EMAIL_ASSETS_START_DATE", "2024-01-01")
 repository_boundary.install()

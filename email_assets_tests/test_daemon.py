@@ -7,6 +7,7 @@ import datetime as dt
 import dagster as dg
 
 from email_assets import settings
+from email_assets.defs.materialize import materialize_partitions
 from email_assets.defs.partitions import ACCOUNT_TAG, partition_key
 from email_assets.demo.daemon import DagsterDaemon, wait_for
 from email_assets.storage.messages import MessageStore
@@ -69,3 +70,36 @@ def test_backfill_errors_are_one_line(instance, capsys) -> None:
     instance.add_dynamic_partitions("accounts", ["work"])
     assert run_cli(["backfill", "work", "--since", "2026-11-05", "--until", "2026-11-01"]) == 2
     assert "is before --since" in capsys.readouterr().err
+
+
+def test_raw_messages_rematerialized_alone_is_followed_by_the_rest(mail_user, instance, project_env) -> None:
+    """No job selects the downstream assets here: the automation sensor brings them along."""
+    from email_assets.definitions import defs
+
+    day = MONTH[0]
+    mail_user.append([(message("first", "The first note."), utc(day))])
+    assert add_account(mail_user, "work") == 0
+    assert materialize_partitions(instance, "work", [day])[0].success
+    daemon = DagsterDaemon(project_env / "dagster_home")
+    daemon.stop_instigators(sensors=["mailbox_highwater_sensor"], schedules=["email_sync_schedule"])
+    store = MessageStore(settings.database_url())
+    with daemon:
+        # Its first tick only takes stock (Dagster counts everything before it as handled).
+        first_tick = "Finished auto-materialization tick for email_automation_sensor"
+        wait_for(lambda: first_tick in daemon.log_path.read_text(), 120, f"automation tick\n{daemon.log_tail()}")
+        mail_user.append([(message("second", "A late second note."), utc(day, 15))])
+        raw_only = dg.materialize(
+            [defs.get_assets_def("raw_messages")],
+            instance=instance,
+            partition_key=str(partition_key("work", day)),
+            resources=defs.resources,
+        )
+        assert raw_only.success
+        assert store.count(raw_messages, "work", day.isoformat()) == 2
+        wait_for(lambda: store.count(chunks, "work", day.isoformat()) == 2, 240, f"re-embedded\n{daemon.log_tail()}")
+        runs = wait_for(lambda: finished_runs(instance), 60, "runs finished")
+    automated = [run for run in runs if run.tags.get("dagster/sensor_name") == "email_automation_sensor"]
+    assert len(automated) == 1 and automated[0].status == dg.DagsterRunStatus.SUCCESS
+    assert automated[0].asset_selection == {
+        dg.AssetKey(name) for name in ("parsed_emails", "cleaned_text", "email_embeddings")
+    }

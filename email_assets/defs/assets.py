@@ -15,6 +15,7 @@ import dagster as dg
 
 from email_assets import pipeline, settings
 from email_assets.defs import checks
+from email_assets.defs.automation import FOLLOWS_UPSTREAM
 from email_assets.defs.partition_runs import PartitionReports, days_by_account, fingerprint
 from email_assets.defs.partitions import account_day_partitions
 from email_assets.defs.resources import ChromaResource, CredentialsResource, EmbeddingResource, MailStoreResource
@@ -120,6 +121,7 @@ def raw_messages(
     deps=[raw_messages],
     check_specs=checks.PARSED_CHECKS,
     backfill_policy=BACKFILL_POLICY,
+    automation_condition=FOLLOWS_UPSTREAM,
 )
 def parsed_emails(context: dg.AssetExecutionContext, mail_store: MailStoreResource) -> StepEvents:
     """Decoded headers (subject, from, to, cc, date, Message-ID, In-Reply-To, References,
@@ -151,6 +153,7 @@ def parsed_emails(context: dg.AssetExecutionContext, mail_store: MailStoreResour
     deps=[parsed_emails],
     check_specs=checks.CLEANED_CHECKS,
     backfill_policy=BACKFILL_POLICY,
+    automation_condition=FOLLOWS_UPSTREAM,
 )
 def cleaned_text(context: dg.AssetExecutionContext, mail_store: MailStoreResource) -> StepEvents:
     """Retrieval-ready text: HTML turned into text, quoted replies, signatures and base64
@@ -182,6 +185,7 @@ def cleaned_text(context: dg.AssetExecutionContext, mail_store: MailStoreResourc
     deps=[cleaned_text],
     check_specs=checks.EMBEDDING_CHECKS,
     backfill_policy=BACKFILL_POLICY,
+    automation_condition=FOLLOWS_UPSTREAM,
 )
 def email_embeddings(
     context: dg.AssetExecutionContext,
