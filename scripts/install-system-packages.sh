@@ -2,12 +2,15 @@
 # Debian packages the demo, tests and benchmarks run against, installing only what is missing:
 # - dovecot-imapd: the IMAP server the demo and the tests start on 127.0.0.1;
 # - isync (mbsync): the benchmark's peer;
+# - chromium + chromium-driver: the headless browser the UI test drives;
 # - postgresql: only when nothing answers on 127.0.0.1:5432, so that the tests can start
 #   a throwaway cluster of their own (initdb + pg_ctl in a temp dir).
 set -euo pipefail
 missing=()
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || missing+=(dovecot-imapd)
 command -v mbsync >/dev/null 2>&1 || missing+=(isync)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
   missing+=(postgresql)
 fi
