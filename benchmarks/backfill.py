@@ -7,7 +7,8 @@ Builds a 1,500-message mailbox over 31 UTC days in a local Dovecot (bodies a qua
                   and embed every day with the local model loaded once (the engine's speed);
   * daemon:       `email-assets backfill` as the UI records it, run by a `dagster-daemon`
                   (its backfill loop, the run queue, a run process per run), timed from the
-                  backfill's creation to its completion, with the daemon already up.
+                  backfill's creation to the end of its last run, with the daemon already up
+                  (the daemon marks the backfill complete up to 30 s later; printed too).
 Prints the medians, their ratio (target <= 1.3x) and the runs the daemon used (target <= 2).
 """
 
@@ -81,7 +82,7 @@ def through_daemon(server: DovecotServer, home: Path, days: list) -> tuple[float
         daemon.stop_instigators(sensors=["mailbox_highwater_sensor"], schedules=["email_sync_schedule"])
         with daemon, dg.DagsterInstance.get() as instance:
             wait_for(lambda: _daemon_ready(instance), 120, "daemon heartbeats")
-            started = time.perf_counter()
+            started, launched_at = time.perf_counter(), time.time()
             backfill_id = launch_backfill(instance, "bench", days[0], days[-1])
             progress = wait_for(
                 lambda: (p := backfill_progress(instance, backfill_id)).finished and p,
@@ -89,10 +90,15 @@ def through_daemon(server: DovecotServer, home: Path, days: list) -> tuple[float
                 f"backfill\n{daemon.log_tail()}",
                 poll=0.25,
             )
-            seconds = time.perf_counter() - started
+            marked = time.perf_counter() - started
             assert progress.status == "COMPLETED_SUCCESS", progress.describe()
             assert progress.partitions_done == len(days), progress.describe()
-            return seconds, progress.runs
+            # Done when its last run ended; the daemon marks the backfill complete on its
+            # next 30 s iteration, which would quantize every figure to that loop.
+            runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            done = max(record.end_time for record in runs) - launched_at
+            print(f"  (backfill marked complete after {marked:.1f} s)", flush=True)
+            return done, progress.runs
     finally:
         sys.stdin = sys.__stdin__
         os.environ.clear()

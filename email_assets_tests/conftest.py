@@ -60,6 +60,16 @@ class MailUser:
     def append(self, messages: list[tuple[bytes, dt.datetime]], folder: str = "INBOX") -> int:
         return self.server.append(self.name, messages, folder=folder)
 
+    def served(self, folder: str = "INBOX") -> list[bytes]:
+        """Every message as Dovecot serves it (bare LF turned into CRLF), by the stdlib client."""
+        client = self.server.connect(self.name)
+        try:
+            client.select(folder, readonly=True)
+            _, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
+            return [item[1] for item in data if isinstance(item, tuple)]
+        finally:
+            client.logout()
+
     def copy(self, uids: str, to_folder: str, from_folder: str = "INBOX") -> None:
         """COPY messages to a new folder, as a mail client filing mail (or Gmail labelling it)."""
         client = self.server.connect(self.name)

@@ -35,16 +35,6 @@ HOSTILE_DAY = dt.date(2026, 11, 10)
 REAL_DAY = dt.date(2026, 11, 11)
 
 
-def served(mail_user) -> list[bytes]:
-    client = mail_user.server.connect(mail_user.name)
-    try:
-        client.select("INBOX", readonly=True)
-        _, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
-    finally:
-        client.logout()
-    return [item[1] for item in data if isinstance(item, tuple)]
-
-
 def test_hostile_and_real_mail_end_in_every_asset_once(mail_user, instance, project_env, capfd) -> None:
     hostile = [build() for build in CASES.values()]
     # (A zero-byte fixture is left out: IMAP servers refuse to APPEND it.)
@@ -77,7 +67,7 @@ def test_hostile_and_real_mail_end_in_every_asset_once(mail_user, instance, proj
     # Dovecot serves bare-LF messages with CRLF: what must be stored is what the server sends.
     # Two fixtures that differ only in line endings are then the same bytes at two UIDs: one
     # stored message with two locations.
-    on_server = served(mail_user)
+    on_server = mail_user.served()
     assert len(on_server) == len(sent)
     expected = Counter({hashlib.sha256(raw).hexdigest(): 1 for raw in on_server})
     event_text = "".join(str(record.event_log_entry) for record in instance.get_records_for_run(result.run_id).records)

@@ -17,17 +17,6 @@ from email_assets_tests.real_mail import all_real_messages
 DAY = dt.date(2026, 10, 5)
 
 
-def _served_bytes(mail_user) -> list[bytes]:
-    """What Dovecot serves (it turns bare LF into CRLF), read with the stdlib client."""
-    client = mail_user.server.connect(mail_user.name)
-    try:
-        client.select("INBOX", readonly=True)
-        _, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
-        return [item[1] for item in data if isinstance(item, tuple)]
-    finally:
-        client.logout()
-
-
 def test_every_real_message_reaches_every_asset(mail_user, instance) -> None:
     files = all_real_messages()
     # IMAP cannot store an empty message; the parser's handling of one is a unit test.
@@ -45,7 +34,7 @@ def test_every_real_message_reaches_every_asset(mail_user, instance) -> None:
     }
     assert metadata["raw_messages"]["fetched"] == len(payloads)
     # Fixtures that differ only in LF vs CRLF are served identically: one message, two UIDs.
-    served = _served_bytes(mail_user)
+    served = mail_user.served()
     assert len(served) == len(payloads)
     for asset in ("raw_messages", "parsed_emails", "cleaned_text", "email_embeddings"):
         assert metadata[asset]["messages"] == len(set(served)), asset
