@@ -264,87 +264,76 @@ def embed_partition(
 ) -> StepReport:
     """Chunk, embed and index one partition, as the store's only writer while it does."""
     with vectors.exclusive_writer():
-        return _embed_partition(store, vectors, embedder, account, day, run_id)
-
-
-def _embed_partition(
-    store: MessageStore,
-    vectors: VectorStore,
-    embedder: Embedder,
-    account: str,
-    day: str,
-    run_id: str | None,
-) -> StepReport:
-    report = StepReport()
-    model = embedder.model_name
-    code_version = embedding_code_version(embedder)
-    texts = {
-        row["message_key"]: row["text"]
-        for row in store.rows_in_partition(cleaned_texts, account, day, columns=("message_key", "text"))
-    }
-    header_columns = ("message_key", "message_id", "subject", "from_address", "from_name", "date", "attachments")
-    parsed_rows = {
-        row["message_key"]: dict(row)
-        for row in store.rows_in_partition(parsed_emails, account, day, columns=header_columns)
-    }
-    wanted: dict[str, dict[str, Any]] = {}
-    for key, text in texts.items():
-        parsed = parsed_rows.get(key, {"message_key": key})
-        context = _context(parsed) if text else ""
-        body_offset = len(context) + 1 if context else 0
-        for chunk in chunk_text(text, embedder.token_offsets, embedder.max_tokens, context):
-            identity = chunk_id(key, model, chunk.text)
-            wanted[identity] = {
-                "chunk_id": identity,
-                "message_key": key,
-                "account": account,
-                "day": day,
-                "chunk_index": chunk.index,
-                "text": chunk.text,
-                "token_count": chunk.token_count,
-                "embedding_model": model,
-                "collection": vectors.collection_name,
-                "code_version": code_version,
-                "run_id": run_id,
-                "_metadata": _vector_metadata(
-                    parsed, account, day, chunk.index, body_offset, model, code_version, run_id
-                ),
-            }
-    # Orphans: whatever the partition holds, in the table or in Chroma, that is no longer wanted.
-    in_table = store.chunk_ids_in_partition(account, day, vectors.collection_name)
-    in_chroma = set(vectors.collection.get(where={"$and": [{"account": account}, {"day": day}]}, include=[])["ids"])
-    orphans = (set(in_table) | in_chroma) - set(wanted)
-    vectors.delete(sorted(orphans))
-    store.delete_chunks(orphans)
-    report.removed = len(orphans)
-    # Vectors already in Chroma are reused; a run killed between the two writes below is
-    # finished here, since the table rows are (re)written for every wanted chunk.
-    to_embed = [identity for identity in wanted if identity not in in_chroma]
-    for start in range(0, len(to_embed), 256):
-        batch = [wanted[identity] for identity in to_embed[start : start + 256]]
-        embeddings = embedder.embed([row["text"] for row in batch])
-        vectors.upsert(
-            [row["chunk_id"] for row in batch],
-            embeddings,
-            [row["text"] for row in batch],
-            [row["_metadata"] for row in batch],
-        )
-        crash_points.reached("embed.vectors_upserted_rows_not_written")
-        report.processed += len(batch)
-    missing_rows = [
-        {k: v for k, v in row.items() if k != "_metadata"}
-        for identity, row in wanted.items()
-        if identity not in in_table
-    ]
-    for start in range(0, len(missing_rows), WRITE_BATCH):
-        store.write_rows(chunks, missing_rows[start : start + WRITE_BATCH])
-    report.reused = len(wanted) - report.processed
-    report.extra["indexed"] = _index_partition(LexicalIndex(store.url), texts, parsed_rows, account, day)
-    chunked_messages = {row["message_key"] for row in wanted.values()}
-    report.messages = len(texts)
-    report.failures = sum(1 for key, text in texts.items() if text and key not in chunked_messages)
-    report.extra["chunks"] = len(wanted)
-    return report
+        report = StepReport()
+        model = embedder.model_name
+        code_version = embedding_code_version(embedder)
+        texts = {
+            row["message_key"]: row["text"]
+            for row in store.rows_in_partition(cleaned_texts, account, day, columns=("message_key", "text"))
+        }
+        header_columns = ("message_key", "message_id", "subject", "from_address", "from_name", "date", "attachments")
+        parsed_rows = {
+            row["message_key"]: dict(row)
+            for row in store.rows_in_partition(parsed_emails, account, day, columns=header_columns)
+        }
+        wanted: dict[str, dict[str, Any]] = {}
+        for key, text in texts.items():
+            parsed = parsed_rows.get(key, {"message_key": key})
+            context = _context(parsed) if text else ""
+            body_offset = len(context) + 1 if context else 0
+            for chunk in chunk_text(text, embedder.token_offsets, embedder.max_tokens, context):
+                identity = chunk_id(key, model, chunk.text)
+                wanted[identity] = {
+                    "chunk_id": identity,
+                    "message_key": key,
+                    "account": account,
+                    "day": day,
+                    "chunk_index": chunk.index,
+                    "text": chunk.text,
+                    "token_count": chunk.token_count,
+                    "embedding_model": model,
+                    "collection": vectors.collection_name,
+                    "code_version": code_version,
+                    "run_id": run_id,
+                    "_metadata": _vector_metadata(
+                        parsed, account, day, chunk.index, body_offset, model, code_version, run_id
+                    ),
+                }
+        # Orphans: whatever the partition holds, in the table or in Chroma, that is no longer wanted.
+        in_table = store.chunk_ids_in_partition(account, day, vectors.collection_name)
+        in_chroma = set(vectors.collection.get(where={"$and": [{"account": account}, {"day": day}]}, include=[])["ids"])
+        orphans = (set(in_table) | in_chroma) - set(wanted)
+        vectors.delete(sorted(orphans))
+        store.delete_chunks(orphans)
+        report.removed = len(orphans)
+        # Vectors already in Chroma are reused; a run killed between the two writes below is
+        # finished here, since the table rows are (re)written for every wanted chunk.
+        to_embed = [identity for identity in wanted if identity not in in_chroma]
+        for start in range(0, len(to_embed), 256):
+            batch = [wanted[identity] for identity in to_embed[start : start + 256]]
+            embeddings = embedder.embed([row["text"] for row in batch])
+            vectors.upsert(
+                [row["chunk_id"] for row in batch],
+                embeddings,
+                [row["text"] for row in batch],
+                [row["_metadata"] for row in batch],
+            )
+            crash_points.reached("embed.vectors_upserted_rows_not_written")
+            report.processed += len(batch)
+        missing_rows = [
+            {k: v for k, v in row.items() if k != "_metadata"}
+            for identity, row in wanted.items()
+            if identity not in in_table
+        ]
+        for start in range(0, len(missing_rows), WRITE_BATCH):
+            store.write_rows(chunks, missing_rows[start : start + WRITE_BATCH])
+        report.reused = len(wanted) - report.processed
+        report.extra["indexed"] = _index_partition(LexicalIndex(store.url), texts, parsed_rows, account, day)
+        chunked_messages = {row["message_key"] for row in wanted.values()}
+        report.messages = len(texts)
+        report.failures = sum(1 for key, text in texts.items() if text and key not in chunked_messages)
+        report.extra["chunks"] = len(wanted)
+        return report
 
 
 def purge_before(store: MessageStore, vectors: VectorStore | None, cutoff_day: str) -> dict[str, int]:

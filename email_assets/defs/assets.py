@@ -24,6 +24,7 @@ from email_assets.errors import UserError
 from email_assets.mail.chunking import CHUNKER_VERSION
 from email_assets.mail.cleaning import CLEANER_VERSION
 from email_assets.mail.parsing import PARSER_VERSION
+from email_assets.mail.sync import SyncReport
 from email_assets.storage.tables import cleaned_texts
 from email_assets.storage.tables import parsed_emails as parsed_emails_table
 from email_assets.storage.tables import raw_messages as raw_messages_table
@@ -37,7 +38,7 @@ StepEvents = Iterator[dg.MaterializeResult | dg.Output | dg.AssetCheckEvaluation
 
 def _embedding_code_version() -> str:
     try:
-        return f"{CHUNKER_VERSION}+{embedder_from_spec(settings.embedder_spec()).model_name}"
+        return pipeline.embedding_code_version(embedder_from_spec(settings.embedder_spec()))
     except UserError:
         return f"{CHUNKER_VERSION}+unconfigured"
 
@@ -76,7 +77,7 @@ def raw_messages(
         kept = [day for day in days if window.keeps(dt.date.fromisoformat(day))]
         if len(kept) < len(days):
             context.log.info(f"{len(days) - len(kept)} day(s) outside the {window.days}-day retention window")
-        sync = None
+        sync = SyncReport()  # stays empty for days outside the retention window
         if kept:
             try:
                 account = accounts.get(account_name)
@@ -94,17 +95,17 @@ def raw_messages(
                 raise dg.Failure(description=str(error)) from None
             accounts.record_success(account_name)
         for day in days:
-            failures = sync.failures.get(day, 0) if sync else 0
+            failures = sync.failures.get(day, 0)
             reports.add(
                 account_name,
                 day,
                 {
                     "messages": store.count(raw_messages_table, account_name, day),
                     "failures": failures,
-                    "fetched": sync.fetched.get(day, 0) if sync else 0,
-                    "linked_by_server_id": sync.linked.get(day, 0) if sync else 0,
-                    "bytes": sync.bytes.get(day, 0) if sync else 0,
-                    "removed": sync.removed.get(day, 0) if sync else 0,
+                    "fetched": sync.fetched.get(day, 0),
+                    "linked_by_server_id": sync.linked.get(day, 0),
+                    "bytes": sync.bytes.get(day, 0),
+                    "removed": sync.removed.get(day, 0),
                     "stored_bytes": store.partition_bytes(account_name, day),
                 },
                 checks.raw_check_results(store, account_name, day, failures),

@@ -111,4 +111,3 @@ def follow_backfill(
         if progress.finished or (timeout_seconds is not None and time.monotonic() - started > timeout_seconds):
             return progress
         time.sleep(poll_seconds)
-

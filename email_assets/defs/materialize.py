@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 
-from email_assets.defs.partitions import ACCOUNT_TAG, ACCOUNTS, partition_key
+from email_assets.defs.partitions import ACCOUNTS, partition_key, range_tags
 
 
 def materialize_partitions(
@@ -52,12 +52,3 @@ def materialize_range(
         raise_on_error=raise_on_error,
         tags=range_tags(account, first_day, last_day, last_account),
     )
-
-
-def range_tags(account: str, first_day: dt.date, last_day: dt.date, last_account: str | None = None) -> dict[str, str]:
-    """Tags that make a run cover a key range, plus the account tag the run queue limits on."""
-    return {
-        "dagster/asset_partition_range_start": str(partition_key(account, first_day)),
-        "dagster/asset_partition_range_end": str(partition_key(last_account or account, last_day)),
-        ACCOUNT_TAG: account if last_account in (None, account) else f"{account}..{last_account}",
-    }

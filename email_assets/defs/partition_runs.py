@@ -12,7 +12,7 @@ partition has been reported, so downstream steps of the run are skipped.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,7 +117,7 @@ def _latest_materialization(
     )
 
 
-def _totals(per_partition: Iterator[dict[str, Any]] | Any) -> dict[str, Any]:
+def _totals(per_partition: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Sums over the run, under `run_*` names so they never mask a partition's own number."""
     totals: dict[str, int] = {}
     count = 0

@@ -31,3 +31,12 @@ def split_partition_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
         return key.keys_by_dimension["account"], key.keys_by_dimension["date"]
     account, day = str(key).split("|")
     return account, day
+
+
+def range_tags(account: str, first_day: dt.date, last_day: dt.date, last_account: str | None = None) -> dict[str, str]:
+    """Tags that make a run cover a key range, plus the account tag the run queue limits on."""
+    return {
+        "dagster/asset_partition_range_start": str(partition_key(account, first_day)),
+        "dagster/asset_partition_range_end": str(partition_key(last_account or account, last_day)),
+        ACCOUNT_TAG: account if last_account in (None, account) else f"{account}..{last_account}",
+    }

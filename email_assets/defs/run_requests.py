@@ -15,8 +15,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from email_assets import settings
-from email_assets.defs.materialize import range_tags
-from email_assets.defs.partitions import ACCOUNT_TAG, partition_key
+from email_assets.defs.partitions import ACCOUNT_TAG, partition_key, range_tags
 
 
 def day_spans(days: Iterable[dt.date], max_days: int) -> list[tuple[dt.date, dt.date]]:

@@ -23,7 +23,7 @@ from email_assets.defs.resources import CredentialsResource, MailStoreResource
 from email_assets.defs.run_requests import sync_requests
 from email_assets.errors import UserError
 from email_assets.mail.highwater import HighwaterChange, detect_new_mail
-from email_assets.mail.imap import connect
+from email_assets.mail.imap import connect, without_secret
 from email_assets.storage.accounts import Account
 from email_assets.storage.connection_slots import ConnectionSlots, SlotsBusyError
 
@@ -66,17 +66,22 @@ def mailbox_highwater_sensor(
             context.log.warning("tick budget spent; remaining accounts are checked next tick")
             break
         previous = cursor.get(account.name, {})
+        secret = ""
         try:
+            secret = account.secret(box)
             # No waiting for a busy account: a running sync is about to see the new mail anyway.
             with slots.hold(account.name, account.max_connections, wait_seconds=0):
-                change = asyncio.run(_account_change(account, account.secret(box), previous))
+                change = asyncio.run(_account_change(account, secret, previous))
         except SlotsBusyError:
             context.log.info(f"{account.name}: all its connections are in use by runs; checked next tick")
             continue
         except UserError as error:
-            context.log.warning(f"{account.name}: {error}")
-            health.record_failure(account.name, str(error))
-            failed.append(f"{account.name} ({error})")
+            # The reason goes to the tick, the log and the accounts table: never the secret,
+            # whatever a server echoes back.
+            reason = without_secret(str(error), secret) if secret else str(error)
+            context.log.warning(f"{account.name}: {reason}")
+            health.record_failure(account.name, reason)
+            failed.append(f"{account.name} ({reason})")
             continue
         health.record_reachable(account.name)
         cursor[account.name] = change.marks
