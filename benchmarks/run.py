@@ -31,9 +31,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
+from email_assets.account_access import endpoint_of
 from email_assets.demo.dovecot import DovecotServer, make_server
 from email_assets.mail.highwater import detect_new_mail
-from email_assets.mail.imap import connect
+from email_assets.mail.imap_connect import connect
 from email_assets.pipeline import clean_partition, parse_partition, sync_account_days
 from email_assets.storage.accounts import Account
 from email_assets.storage.messages import MessageStore
@@ -126,7 +127,7 @@ def mbsync(server: DovecotServer, workdir: Path) -> int:
 
 
 async def _highwater(account: Account, previous: dict) -> dict:
-    async with connect(account.endpoint(), account.username, PASSWORD) as session:
+    async with connect(endpoint_of(account), account.username, PASSWORD) as session:
         return (await detect_new_mail(session, ["INBOX"], previous)).marks
 
 

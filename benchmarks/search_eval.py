@@ -161,8 +161,8 @@ def ingest_ours(mails: list[Mail], data_dir: Path) -> tuple[object, dict[str, st
     """The pipeline's four steps into an embedded store; returns (context, key -> file, seconds)."""
     from email_assets.credentials import SecretBox, generate_key
     from email_assets.embedding import LocalEmbedder
-    from email_assets.mail.imap import FetchedMessage
     from email_assets.mail.keys import content_sha256, message_key
+    from email_assets.mail.records import FetchedMessage
     from email_assets.pipeline import clean_partition, embed_partition, parse_partition
     from email_assets.search import SearchContext
     from email_assets.storage.accounts import Account, AccountStore

@@ -14,10 +14,11 @@ import sys
 from collections.abc import Sequence
 
 from email_assets import settings
+from email_assets.account_access import endpoint_of, login_secret
 from email_assets.credentials import SecretBox, generate_key
 from email_assets.embedding import embedder_from_spec
 from email_assets.errors import UserError
-from email_assets.mail.imap import DEFAULT_PORTS, SECURITY_MODES, connect
+from email_assets.mail.imap_connect import DEFAULT_PORTS, SECURITY_MODES, connect
 from email_assets.storage.accounts import Account, AccountStore, validate_account_name
 
 PROGRAM = "email-assets"
@@ -130,7 +131,7 @@ def _register_partition(name: str, add: bool) -> str | None:
 
 
 async def _check_login(account: Account, secret: str) -> list[str]:
-    async with connect(account.endpoint(timeout=20), account.username, secret, account.mechanism) as session:
+    async with connect(endpoint_of(account, timeout=20), account.username, secret, account.mechanism) as session:
         return account.folders or await session.default_folders()
 
 
@@ -171,7 +172,7 @@ def cmd_accounts(args: argparse.Namespace) -> None:
         )
         if args.ca_file and not os.path.isfile(args.ca_file):
             raise UserError(f"--ca-file {args.ca_file!r} does not exist")
-        found = None if args.no_verify else asyncio.run(_check_login(account, account.secret(box)))
+        found = None if args.no_verify else asyncio.run(_check_login(account, login_secret(account, box)))
         store.add(account)
         note = _register_partition(account.name, add=True)
         verified = f"login verified, folders: {', '.join(found)}" if found is not None else "login not verified"
@@ -208,7 +209,7 @@ def cmd_accounts(args: argparse.Namespace) -> None:
             print(f"{row['name']}\t{row['username']}@{row['host']}:{row['port']}\t{row['security']}\t{health}")
     elif args.action == "test":
         account = store.get(args.name)
-        folders = asyncio.run(_check_login(account, account.secret(SecretBox.from_environment())))
+        folders = asyncio.run(_check_login(account, login_secret(account, SecretBox.from_environment())))
         print(f"{account.name}: login ok, folders: {', '.join(folders)}")
     elif args.action == "remove":
         store.remove(args.name)

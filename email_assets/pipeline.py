@@ -17,12 +17,14 @@ import aioimaplib
 import sqlalchemy as sa
 
 from email_assets import crash_points
+from email_assets.account_access import endpoint_of
 from email_assets.embedding import Embedder
 from email_assets.errors import AccountError
 from email_assets.mail.chunking import CHUNKER_VERSION, cap, chunk_text, context_line
 from email_assets.mail.cleaning import CLEANER_VERSION, clean_email
 from email_assets.mail.fetch_stream import FetchStreamError
-from email_assets.mail.imap import FETCH_BATCH_SIZE, connect, without_secret
+from email_assets.mail.imap_connect import connect, without_secret
+from email_assets.mail.imap_session import FETCH_BATCH_SIZE
 from email_assets.mail.keys import chunk_id, content_sha256
 from email_assets.mail.parsing import PARSER_VERSION, parse_message
 from email_assets.mail.sync import SyncReport, sync_days
@@ -69,7 +71,7 @@ def sync_account_days(
     """Sync `days` of one account, holding one of its `max_connections` slots meanwhile."""
 
     async def run() -> SyncReport:
-        async with connect(account.endpoint(), account.username, secret, account.mechanism) as session:
+        async with connect(endpoint_of(account), account.username, secret, account.mechanism) as session:
             folders = account.folders or await session.default_folders()
             return await sync_days(
                 session, store, account.name, folders, days, run_id, progress, batch_size, keep_expunged
@@ -83,7 +85,7 @@ def sync_account_days(
             return asyncio.run(run())
     except (TimeoutError, aioimaplib.AioImapException, FetchStreamError, OSError) as error:
         reason = without_secret(str(error).splitlines()[0] if str(error) else type(error).__name__, secret)
-        raise AccountError(f"IMAP session with {account.endpoint().describe()} failed: {reason[:200]}") from None
+        raise AccountError(f"IMAP session with {endpoint_of(account).describe()} failed: {reason[:200]}") from None
 
 
 def _parse_row(item: tuple[str, str, bytes, dt.datetime, str | None]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 from email_assets.credentials import SecretBox, generate_key
 from email_assets.errors import ConfigurationError
 from email_assets.mail.chunking import cap, chunk_text, context_line, regex_token_offsets
-from email_assets.mail.imap import imap_date, parse_fetch_response, parse_internaldate, uid_set
+from email_assets.mail.imap_wire import imap_date, parse_fetch_response, parse_internaldate, uid_set
 from email_assets.mail.keys import chunk_id, content_sha256, message_key
 from email_assets.mail.mailbox_names import decode_mailbox_name, encode_mailbox_name
 from email_assets.settings import RetentionWindow
@@ -126,7 +126,11 @@ def test_retention_window() -> None:
 
 def test_core_modules_do_not_import_dagster() -> None:
     core = [
-        "email_assets.mail.imap",
+        "email_assets.mail.imap_wire",
+        "email_assets.mail.imap_session",
+        "email_assets.mail.imap_connect",
+        "email_assets.mail.command_reader",
+        "email_assets.account_access",
         "email_assets.mail.sync",
         "email_assets.mail.parsing",
         "email_assets.mail.cleaning",
@@ -150,7 +154,7 @@ def test_stored_datetimes_come_back_aware_utc_whatever_the_local_zone(tmp_path, 
 
     import sqlalchemy as sa
 
-    from email_assets.mail.imap import FetchedMessage
+    from email_assets.mail.records import FetchedMessage
     from email_assets.storage.messages import MessageStore
     from email_assets.storage.tables import raw_messages
 
@@ -175,7 +179,7 @@ def test_library_error_text_loses_the_secret() -> None:
 
     import aioimaplib
 
-    from email_assets.mail.imap import without_secret
+    from email_assets.mail.imap_connect import without_secret
 
     loop = asyncio.new_event_loop()
     try:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from email_assets.demo.dovecot import free_port
 from email_assets.errors import AccountError
-from email_assets.mail.imap import is_connection_limit
+from email_assets.mail.imap_connect import is_connection_limit
 from email_assets.mail.keys import content_sha256
 from email_assets.pipeline import sync_account_days
 from email_assets.storage.accounts import Account

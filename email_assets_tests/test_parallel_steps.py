@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from email_assets import parallel
-from email_assets.mail.imap import FetchedMessage
+from email_assets.mail.records import FetchedMessage
 from email_assets.pipeline import clean_partition, parse_partition
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import cleaned_texts, parsed_emails

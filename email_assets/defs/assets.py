@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from email_assets import pipeline, settings
+from email_assets.account_access import login_secret
 from email_assets.defs import checks
 from email_assets.defs.automation import FOLLOWS_UPSTREAM
 from email_assets.defs.partition_runs import PartitionReports, days_by_account, fingerprint
@@ -83,7 +84,7 @@ def raw_messages(
                 account = accounts.get(account_name)
                 sync = pipeline.sync_account_days(
                     account,
-                    account.secret(credentials.secret_box()),
+                    login_secret(account, credentials.secret_box()),
                     store,
                     [dt.date.fromisoformat(day) for day in kept],
                     context.run.run_id,

@@ -17,13 +17,14 @@ import time
 import dagster as dg
 
 from email_assets import settings
+from email_assets.account_access import endpoint_of, login_secret
 from email_assets.defs.jobs import email_sync_job
 from email_assets.defs.partitions import ACCOUNTS, account_partitions
 from email_assets.defs.resources import CredentialsResource, MailStoreResource
 from email_assets.defs.run_requests import sync_requests
 from email_assets.errors import UserError
 from email_assets.mail.highwater import HighwaterChange, detect_new_mail
-from email_assets.mail.imap import connect, without_secret
+from email_assets.mail.imap_connect import connect, without_secret
 from email_assets.storage.accounts import Account
 from email_assets.storage.connection_slots import ConnectionSlots, SlotsBusyError
 
@@ -32,7 +33,7 @@ STATUS_TIMEOUT_SECONDS = 10
 
 
 async def _account_change(account: Account, secret: str, previous: dict) -> HighwaterChange:
-    endpoint = account.endpoint(timeout=STATUS_TIMEOUT_SECONDS)
+    endpoint = endpoint_of(account, timeout=STATUS_TIMEOUT_SECONDS)
     async with connect(
         endpoint, account.username, secret, account.mechanism, attempts=1
     ) as session:  # next tick retries
@@ -68,7 +69,7 @@ def mailbox_highwater_sensor(
         previous = cursor.get(account.name, {})
         secret = ""
         try:
-            secret = account.secret(box)
+            secret = login_secret(account, box)
             # No waiting for a busy account: a running sync is about to see the new mail anyway.
             with slots.hold(account.name, account.max_connections, wait_seconds=0):
                 change = asyncio.run(_account_change(account, secret, previous))

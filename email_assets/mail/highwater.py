@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from email_assets.mail.imap import ImapSession
+from email_assets.mail.imap_session import ImapSession
 from email_assets.mail.sync import utc_day
 
 FolderMarks = dict[str, dict[str, int]]

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from email_assets.mail.imap import FETCH_BATCH_SIZE, FetchedMessage, ImapSession, MessageDate
+from email_assets.mail.imap_session import FETCH_BATCH_SIZE, ImapSession, MessageDate
+from email_assets.mail.records import FetchedMessage
 
 
 class RawMessageSink(Protocol):

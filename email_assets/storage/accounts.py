@@ -15,8 +15,6 @@ import sqlalchemy as sa
 
 from email_assets.credentials import SecretBox
 from email_assets.errors import AccountError, UserError
-from email_assets.mail.imap import ImapEndpoint
-from email_assets.mail.oauth2 import read_token
 from email_assets.storage.database import engine_for
 from email_assets.storage.tables import accounts
 
@@ -46,15 +44,6 @@ class Account:
     consecutive_failures: int = 0
     last_error: str | None = None
     last_success_at: dt.datetime | None = None
-
-    def endpoint(self, timeout: float = 30.0) -> ImapEndpoint:
-        return ImapEndpoint(self.host, self.port, self.security, self.ca_file, timeout)
-
-    def secret(self, box: SecretBox) -> str:
-        """What this account logs in with: its decrypted password, or a fresh OAuth2 token."""
-        if self.mechanism == "xoauth2":
-            return read_token(self.token_source or "")
-        return box.decrypt(self.encrypted_secret)
 
     def __repr__(self) -> str:  # never show the token, even encrypted, in logs
         return f"Account(name={self.name!r}, host={self.host!r}, username={self.username!r})"

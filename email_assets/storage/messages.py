@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from email_assets import crash_points
-from email_assets.mail.imap import FetchedMessage, MessageDate
 from email_assets.mail.keys import content_sha256, message_key
+from email_assets.mail.records import FetchedMessage, MessageDate
 from email_assets.storage.database import background_checkpoints, engine_for, upsert
 from email_assets.storage.raw_packs import MissingRawBytesError, PackStore
 from email_assets.storage.tables import (
@@ -194,7 +194,7 @@ class MessageStore:
         crash_points.reached("raw.batch_committed")
 
     def keys_for_server_ids(self, account: str, server_ids: list[str]) -> dict[str, str]:
-        """Stored messages of the account by server id (see `mail.imap.ServerIds`)."""
+        """Stored messages of the account by server id (see `mail.imap_session.ServerIds`)."""
         keys: dict[str, str] = {}
         with self.engine.connect() as connection:
             for batch in _batched(server_ids):

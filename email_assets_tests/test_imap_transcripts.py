@@ -1,0 +1,234 @@
+"""IMAP answers read by type: recorded Dovecot 2.3 replies with unsolicited responses woven in.
+
+Each reply below is what Dovecot 2.3.19 sent for the command (captured with aioimaplib's
+debug log), except the lines marked "unsolicited", which RFC 3501 5.5 and 7.4.1 allow a
+server to send at any time and which the client must never take for data. The replies
+go over a real socket through the real client (`connect`, `ImapSession`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+
+from email_assets.errors import AccountError
+from email_assets.mail import imap_wire as wire
+from email_assets.mail.imap_connect import ImapEndpoint, connect
+from email_assets_tests.scripted_imap import CAPABILITIES, ScriptedImapServer
+
+EXAMINE_INBOX = [
+    b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)",
+    b"* OK [PERMANENTFLAGS ()] Read-only mailbox.",
+    b"* 4 EXISTS",
+    b"* 0 RECENT",
+    b"* OK [UIDVALIDITY 1796172267] UIDs valid",
+    b"* OK [UIDNEXT 12] Predicted next UID",
+    b"* OK [HIGHESTMODSEQ 31] Highest",
+    b"* 3 FETCH (FLAGS (\\Seen))",  # unsolicited
+]
+
+
+def _run(script: list[tuple[bytes, list[bytes]]], body, capabilities: bytes = CAPABILITIES):  # noqa: ANN001
+    with ScriptedImapServer(script, capabilities) as server:
+
+        async def session_work():  # noqa: ANN202
+            endpoint = ImapEndpoint("127.0.0.1", server.port, "plain", timeout=5)
+            async with connect(endpoint, "user", "secret") as session:
+                return await body(session)
+
+        return asyncio.run(session_work()), server.commands
+
+
+def test_uid_search_takes_uids_only_from_search_lines() -> None:
+    script = [
+        (b"EXAMINE", EXAMINE_INBOX),
+        (
+            b"UID SEARCH",
+            [
+                b"* 23 EXISTS",  # unsolicited
+                b"* 5 EXPUNGE",  # unsolicited
+                b"* SEARCH 2 9 11",
+                b"* 7 FETCH (FLAGS (\\Seen))",  # unsolicited
+            ],
+        ),
+    ]
+
+    async def body(session):  # noqa: ANN001, ANN202
+        await session.examine("INBOX")
+        return await session.search_uids(dt.date(2026, 11, 1), dt.date(2026, 11, 3))
+
+    uids, commands = _run(script, body, CAPABILITIES.replace(b" ESEARCH", b""))
+    assert uids == [2, 9, 11]
+    assert commands[-2].startswith(b"UID SEARCH SINCE 1-Nov-2026 BEFORE 3-Nov-2026")
+
+
+def test_esearch_reads_the_set_answering_its_own_tag() -> None:
+    script = [
+        (b"EXAMINE", EXAMINE_INBOX),
+        (
+            b"UID SEARCH RETURN (ALL)",
+            [
+                b"* 12 EXISTS",  # unsolicited
+                b'* ESEARCH (TAG "ZZZZ1") UID ALL 900:905',  # another command's answer
+                b'* ESEARCH (TAG "{tag}") UID ALL 1:3,7,10:11',
+            ],
+        ),
+    ]
+
+    async def body(session):  # noqa: ANN001, ANN202
+        await session.examine("INBOX")
+        return await session.all_uids()
+
+    uids, commands = _run(script, body)
+    assert uids == [1, 2, 3, 7, 10, 11]
+    assert b"UID SEARCH RETURN (ALL) ALL" in commands
+
+
+def test_esearch_without_matches_is_empty() -> None:
+    script = [(b"EXAMINE", EXAMINE_INBOX), (b"UID SEARCH RETURN (ALL)", [b'* ESEARCH (TAG "{tag}") UID'])]
+
+    async def body(session):  # noqa: ANN001, ANN202
+        await session.examine("INBOX")
+        return await session.search_uids_from(50)
+
+    assert _run(script, body)[0] == []
+
+
+def test_list_reads_quoted_atom_and_literal_names() -> None:
+    script = [
+        (
+            b"LIST",
+            [
+                b'* LIST (\\HasNoChildren) "/" INBOX',
+                b"* 5 EXISTS",  # unsolicited
+                b'* LIST (\\HasNoChildren) "/" "we\\"ird* name"',
+                b'* LIST (\\HasNoChildren) "/" {10}\r\nRe* {3}\r\nx',  # a literal name holding "* " and "{3}"
+                b'* LIST (\\Noselect \\HasChildren) "/" Archive',
+                b'* LIST (\\HasNoChildren \\Junk) "/" Junk',
+                b'* LIST (\\HasNoChildren) "/" "Entw&APw-rfe"',
+                b'* LIST (\\HasNoChildren) NIL Flat',
+            ],
+        )
+    ]
+
+    async def body(session):  # noqa: ANN001, ANN202
+        return await session.list_folders(), await session.default_folders()
+
+    (folders, default), _ = _run(script, body)
+    names = [name for name, _attributes in folders]
+    assert names == ["INBOX", 'we"ird* name', "Re* {3}\r\nx", "Junk", "Entwürfe", "Flat"]
+    assert "Junk" not in default and "Archive" not in default and "Re* {3}\r\nx" in default
+
+
+def test_status_reads_only_the_folder_asked_about() -> None:
+    script = [
+        (
+            b'STATUS "INBOX"',
+            [
+                b"* STATUS Sent (MESSAGES 99 UIDNEXT 500 UIDVALIDITY 7 HIGHESTMODSEQ 900)",  # unsolicited (NOTIFY)
+                b"* 8 EXISTS",  # unsolicited
+                b"* STATUS INBOX (MESSAGES 4 UIDNEXT 12 UIDVALIDITY 1796172267 HIGHESTMODSEQ 31)",
+            ],
+        )
+    ]
+
+    async def body(session):  # noqa: ANN001, ANN202
+        return await session.status("INBOX")
+
+    status, commands = _run(script, body)
+    assert (status.uidvalidity, status.uidnext, status.messages, status.highestmodseq) == (1796172267, 12, 4, 31)
+    assert commands[-2] == b'STATUS "INBOX" (UIDVALIDITY UIDNEXT MESSAGES HIGHESTMODSEQ)'
+
+
+def test_status_without_condstore_does_not_ask_for_modseq() -> None:
+    script = [(b'STATUS "INBOX"', [b"* STATUS INBOX (MESSAGES 4 UIDNEXT 12 UIDVALIDITY 3)"])]
+
+    async def body(session):  # noqa: ANN001, ANN202
+        return await session.status("INBOX")
+
+    status, commands = _run(script, body, b"IMAP4rev1 LITERAL+ ENABLE")
+    assert status.highestmodseq == 0 and commands[-2] == b'STATUS "INBOX" (UIDVALIDITY UIDNEXT MESSAGES)'
+
+
+def test_examine_ignores_unsolicited_fetch() -> None:
+    async def body(session):  # noqa: ANN001, ANN202
+        return await session.examine("INBOX")
+
+    status, _ = _run([(b"EXAMINE", EXAMINE_INBOX)], body)
+    assert (status.uidvalidity, status.uidnext, status.messages, status.highestmodseq) == (1796172267, 12, 4, 31)
+
+
+def test_changes_since_reads_flags_and_vanished() -> None:
+    script = [
+        (b"ENABLE QRESYNC", [b"* ENABLED QRESYNC"]),
+        (b"EXAMINE", EXAMINE_INBOX),
+        (
+            b"UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE 20 VANISHED)",
+            [
+                b"* VANISHED (EARLIER) 1:3,7",
+                b"* 9 EXISTS",  # unsolicited
+                b"* 2 FETCH (UID 9 MODSEQ (30) FLAGS (\\Flagged \\Recent))",
+                b"* 3 FETCH (UID 11 FLAGS (\\Seen) MODSEQ (31))",
+                b"* 4 FETCH (FLAGS (\\Deleted))",  # unsolicited: no UID, so no data
+            ],
+        ),
+    ]
+
+    async def body(session):  # noqa: ANN001, ANN202
+        assert await session.enable_qresync()
+        await session.examine("INBOX")
+        return await session.changes_since(20)
+
+    changes, _ = _run(script, body)
+    assert changes.vanished == [1, 2, 3, 7]
+    assert changes.flags == {9: ("\\Flagged", "\\Recent"), 11: ("\\Seen",)}
+
+
+def test_message_dates_skip_unsolicited_flag_updates() -> None:
+    script = [
+        (b"EXAMINE", EXAMINE_INBOX),
+        (
+            b"UID FETCH 9,11 (UID INTERNALDATE RFC822.SIZE)",
+            [
+                b"* 2 FETCH (UID 9 INTERNALDATE \"20-Nov-2026 10:00:00 +0100\" RFC822.SIZE 120)",
+                b"* 4 FETCH (UID 12 FLAGS (\\Seen) MODSEQ (40))",  # unsolicited, with a UID under QRESYNC
+                b"* 3 EXPUNGE",  # unsolicited
+                b"* 3 FETCH (UID 11 INTERNALDATE \"21-Nov-2026 00:30:00 -0500\" RFC822.SIZE 80)",
+            ],
+        ),
+    ]
+
+    async def body(session):  # noqa: ANN001, ANN202
+        await session.examine("INBOX")
+        return await session.message_dates([9, 11])
+
+    dates, _ = _run(script, body)
+    assert [(item.uid, item.internaldate, item.size) for item in dates] == [
+        (9, dt.datetime(2026, 11, 20, 9, 0, tzinfo=dt.UTC), 120),
+        (11, dt.datetime(2026, 11, 21, 5, 30, tzinfo=dt.UTC), 80),
+    ]
+
+
+def test_a_refused_command_is_one_line() -> None:
+    async def body(session):  # noqa: ANN001, ANN202
+        return await session.examine("Nope")
+
+    with pytest.raises(AccountError, match=r"^EXAMINE Nope failed on 127.0.0.1:\d+: BAD Error in IMAP command"):
+        _run([], body)
+
+
+def test_uid_sets_round_trip() -> None:
+    assert wire.parse_uid_set(b"1:3,7,9:8") == [1, 2, 3, 7, 8, 9]
+    uids = [1, 2, 3, 5, 100, 101]
+    assert wire.parse_uid_set(wire.uid_set(uids).encode()) == uids
+    with pytest.raises(ValueError, match="not a UID set"):
+        wire.parse_uid_set(b"1:*")
+
+
+def test_untagged_kinds() -> None:
+    assert wire.Untagged(b"23 EXISTS").kind == "EXISTS" and wire.Untagged(b"23 EXISTS").number == 23
+    assert wire.Untagged(b"SEARCH 1 2").kind == "SEARCH" and wire.Untagged(b"SEARCH 1 2").rest == b"1 2"
+    assert wire.Untagged(b"7 FETCH (UID 9)").rest == b"(UID 9)"
+    assert wire.search_uids([wire.Untagged(b"SEARCH 2 5 (MODSEQ 917)")]) == [2, 5]
