@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--from", dest="sender", help="sender address")
     search.add_argument("--folder", help="only messages stored in this folder, e.g. INBOX or Sent")
     search.add_argument("--has-attachment", action="store_true", help="only messages with an attachment")
+    search.add_argument("--flagged", action="store_true", help="only messages flagged (starred) on the server")
+    search.add_argument("--unread", action="store_true", help="only messages not yet seen on the server")
     search.add_argument("-k", type=_positive, default=5, help="how many messages (or chunks with --chunks)")
     search.add_argument("--chunks", action="store_true", help="the nearest chunks by meaning alone, one per line")
     search.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -252,6 +254,8 @@ def cmd_search(args: argparse.Namespace) -> None:
             from_address=args.sender,
             folder=args.folder,
             has_attachment=True if args.has_attachment else None,
+            flagged=True if args.flagged else None,
+            seen=False if args.unread else None,
         )
         hits = (search_chunks if args.chunks else search_messages)(args.text, k=args.k, where=where)
     groups = [[hit] for hit in hits] if args.chunks else group_by_thread(hits)

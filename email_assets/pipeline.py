@@ -193,8 +193,15 @@ def _context(parsed: dict[str, Any]) -> str:
     return context_line(parsed.get("subject"), sender, date.isoformat() if date else None)
 
 
+def flag_metadata(flags: set[str]) -> dict[str, bool]:
+    """The flags a search filters by, as booleans Chroma can match (`--flagged`, `--unread`)."""
+    lowered = {flag.lower() for flag in flags}
+    return {"flagged": "\\flagged" in lowered, "seen": "\\seen" in lowered, "answered": "\\answered" in lowered}
+
+
 def _vector_metadata(
     parsed: dict[str, Any],
+    flags: set[str],
     account: str,
     day: str,
     index: int,
@@ -219,6 +226,7 @@ def _vector_metadata(
         "embedding_model": model,
         "code_version": code_version,
         "run_id": run_id,
+        **flag_metadata(flags),
     }
     return {key: value for key, value in metadata.items() if value is not None}
 
@@ -278,6 +286,7 @@ def embed_partition(
             row["message_key"]: dict(row)
             for row in store.rows_in_partition(parsed_emails, account, day, columns=header_columns)
         }
+        flags = store.flags_by_message(account, day)
         wanted: dict[str, dict[str, Any]] = {}
         for key, text in texts.items():
             parsed = parsed_rows.get(key, {"message_key": key})
@@ -298,12 +307,21 @@ def embed_partition(
                     "code_version": code_version,
                     "run_id": run_id,
                     "_metadata": _vector_metadata(
-                        parsed, account, day, chunk.index, body_offset, model, code_version, run_id
+                        parsed,
+                        flags.get(key, set()),
+                        account,
+                        day,
+                        chunk.index,
+                        body_offset,
+                        model,
+                        code_version,
+                        run_id,
                     ),
                 }
         # Orphans: whatever the partition holds, in the table or in Chroma, that is no longer wanted.
         in_table = store.chunk_ids_in_partition(account, day, vectors.collection_name)
-        in_chroma = set(vectors.collection.get(where={"$and": [{"account": account}, {"day": day}]}, include=[])["ids"])
+        stored = vectors.collection.get(where={"$and": [{"account": account}, {"day": day}]}, include=["metadatas"])
+        in_chroma = set(stored["ids"])
         orphans = (set(in_table) | in_chroma) - set(wanted)
         vectors.delete(sorted(orphans))
         store.delete_chunks(orphans)
@@ -322,6 +340,16 @@ def embed_partition(
             )
             crash_points.reached("embed.vectors_upserted_rows_not_written")
             report.processed += len(batch)
+        # Flags changed on the server: the stored chunks' metadata follows, nothing is re-embedded.
+        refreshed_ids, refreshed_metadata = [], []
+        for identity, before in zip(stored["ids"], stored["metadatas"], strict=True):
+            if identity in wanted:
+                after = {**(before or {}), **flag_metadata(flags.get(wanted[identity]["message_key"], set()))}
+                if after != (before or {}):
+                    refreshed_ids.append(identity)
+                    refreshed_metadata.append(after)
+        vectors.update_metadata(refreshed_ids, refreshed_metadata)
+        report.extra["flags_updated"] = len(refreshed_ids)
         missing_rows = [
             {k: v for k, v in row.items() if k != "_metadata"}
             for identity, row in wanted.items()

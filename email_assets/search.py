@@ -51,6 +51,10 @@ def _chroma_where(where: MessageFilter, allowed: set[str] | None) -> dict[str, A
         clauses.append({"date_ts": {"$gte": where.since_ts()}})
     if where.until:
         clauses.append({"date_ts": {"$lt": where.until_ts()}})
+    if where.flagged is not None:
+        clauses.append({"flagged": where.flagged})
+    if where.seen is not None:
+        clauses.append({"seen": where.seen})
     if allowed is not None and len(allowed) <= _IN_FILTER_LIMIT:
         clauses.append({"message_key": {"$in": sorted(allowed)}})
     if not clauses:
@@ -85,6 +89,8 @@ def _chunk_result(hit: dict[str, Any]) -> dict[str, Any]:
         "subject": metadata.get("subject"),
         "from": metadata.get("from_address"),
         "date": metadata.get("date"),
+        "flagged": bool(metadata.get("flagged")),
+        "unread": not metadata.get("seen", False),
         "text": _body(hit["text"], metadata),
     }
 

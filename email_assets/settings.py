@@ -71,6 +71,23 @@ def sensor_interval_seconds() -> int:
     return int(raw)
 
 
+def sensor_concurrency() -> int:
+    """EMAIL_ASSETS_SENSOR_CONCURRENCY: accounts the sensor polls at once (default 16)."""
+    raw = os.environ.get("EMAIL_ASSETS_SENSOR_CONCURRENCY", "16")
+    if not raw.isdigit() or not 1 <= int(raw) <= 256:
+        raise ConfigurationError(f"EMAIL_ASSETS_SENSOR_CONCURRENCY must be a whole number from 1 to 256, got {raw!r}")
+    return int(raw)
+
+
+def flag_sweep_seconds() -> int:
+    """EMAIL_ASSETS_FLAG_SWEEP_SECONDS: on a server without CONDSTORE, how often the sensor
+    reads every flag of a folder to find flag changes (default 3600; 0: every tick)."""
+    raw = os.environ.get("EMAIL_ASSETS_FLAG_SWEEP_SECONDS", "3600")
+    if not raw.isdigit():
+        raise ConfigurationError(f"EMAIL_ASSETS_FLAG_SWEEP_SECONDS must be a whole number of seconds, got {raw!r}")
+    return int(raw)
+
+
 def max_days_per_run() -> int:
     """EMAIL_ASSETS_MAX_DAYS_PER_RUN: the most account x day partitions one backfill run takes."""
     raw = os.environ.get("EMAIL_ASSETS_MAX_DAYS_PER_RUN", "31")

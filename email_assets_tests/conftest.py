@@ -44,6 +44,36 @@ def dovecot() -> Iterator[DovecotServer]:
         shutil.rmtree(server.root, ignore_errors=True)
 
 
+# Dovecot 2.3's own list without CONDSTORE and QRESYNC: a server that can only be diffed.
+PLAIN_IMAP_CAPABILITIES = (
+    "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY THREAD=REFERENCES THREAD=REFS "
+    "THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS "
+    "LIST-EXTENDED I18NLEVEL=1 ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS BINARY MOVE "
+    "LITERAL+ SPECIAL-USE"
+)
+
+
+@pytest.fixture(scope="session")
+def dovecot_without_qresync() -> Iterator[DovecotServer]:
+    server = make_server({})
+    server.capabilities = PLAIN_IMAP_CAPABILITIES
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture
+def plain_mail_user(dovecot_without_qresync: DovecotServer) -> MailUser:
+    """A user on the server without CONDSTORE/QRESYNC."""
+    number = next(_user_numbers)
+    name, password = f"plain{number}", f"pw-{generate_key()[:20]}-{number}"
+    dovecot_without_qresync.add_user(name, password)
+    return MailUser(dovecot_without_qresync, name, password)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[str]:
     """`user@host:port` of a trust-auth PostgreSQL: the machine's, or one started for the session."""
@@ -77,6 +107,35 @@ class MailUser:
             client.create(to_folder)
             client.select(from_folder)
             client.uid("COPY", uids, to_folder)
+        finally:
+            client.logout()
+
+    def flag(self, uids: str, flags: str, folder: str = "INBOX") -> None:
+        """Add flags, e.g. `\\Flagged` or `\\Seen`, as a mail client marking mail."""
+        client = self.server.connect(self.name)
+        try:
+            client.select(folder)
+            client.uid("STORE", uids, "+FLAGS", f"({flags})")
+        finally:
+            client.logout()
+
+    def move(self, uids: str, to_folder: str, from_folder: str = "INBOX") -> None:
+        """MOVE (RFC 6851) to another folder, created if need be."""
+        client = self.server.connect(self.name)
+        try:
+            client.create(to_folder)
+            client.select(from_folder)
+            typ, data = client.uid("MOVE", uids, to_folder)
+            assert typ == "OK", data
+        finally:
+            client.logout()
+
+    def uids(self, folder: str = "INBOX") -> list[int]:
+        client = self.server.connect(self.name)
+        try:
+            client.select(folder, readonly=True)
+            _, data = client.uid("SEARCH", "ALL")
+            return [int(uid) for uid in data[0].split()]
         finally:
             client.logout()
 

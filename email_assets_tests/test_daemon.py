@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import dagster as dg
 
@@ -10,8 +11,10 @@ from email_assets import settings
 from email_assets.defs.materialize import materialize_partitions
 from email_assets.defs.partitions import ACCOUNT_TAG, partition_key
 from email_assets.demo.daemon import DagsterDaemon, wait_for
+from email_assets.embedding import embedder_from_spec
 from email_assets.storage.messages import MessageStore
-from email_assets.storage.tables import chunks, raw_messages
+from email_assets.storage.tables import chunks, cleaned_texts, message_locations, parsed_emails, raw_messages
+from email_assets.storage.vectors import VectorStore
 from email_assets_tests.conftest import add_account, message, run_cli, utc
 
 FIRST = dt.date(2026, 10, 20)
@@ -103,3 +106,91 @@ def test_raw_messages_rematerialized_alone_is_followed_by_the_rest(mail_user, in
     assert automated[0].asset_selection == {
         dg.AssetKey(name) for name in ("parsed_emails", "cleaned_text", "email_embeddings")
     }
+
+
+def _tick_started(daemon: DagsterDaemon) -> int:
+    return daemon.log_path.read_text(errors="replace").count(
+        "Checking for new runs for sensor: mailbox_highwater_sensor"
+    )
+
+
+def test_expunge_flag_change_and_move_reach_every_asset_in_one_tick_and_its_run(mail_user, instance, project_env):
+    """The README's mirroring promise, in daily operation: daemon, sensor and runs as shipped."""
+    ten, five, today = dt.date(2026, 11, 10), dt.date(2026, 11, 15), dt.date(2026, 11, 20)
+    mail_user.append(
+        [
+            (message("expunged", "This one will be deleted."), utc(ten)),
+            (message("flagged", "This one will be starred."), utc(five)),
+            (message("moved", "This one will be filed away."), utc(today)),
+            (message("stays", "This one stays where it is."), utc(today, 13)),
+        ]
+    )
+    assert add_account(mail_user, "work") == 0
+    store = MessageStore(settings.database_url())
+    days = [ten, five, today]
+    with DagsterDaemon(project_env / "dagster_home", env={"EMAIL_ASSETS_SENSOR_INTERVAL_SECONDS": "15"}) as daemon:
+        wanted = {str(partition_key("work", day)) for day in days}
+        wait_for(lambda: wanted <= embedded_partitions(instance), 240, f"first sync\n{daemon.log_tail()}")
+        first_runs = wait_for(lambda: finished_runs(instance), 60, "first runs finished")
+        vectors = VectorStore(settings.chroma_location(), embedder_from_spec("local").model_name)
+        before = vectors.collection.get(include=["embeddings", "metadatas"])
+        assert not any(metadata["flagged"] for metadata in before["metadatas"])
+        # Just after a tick starts, so the next one sees all three changes at once.
+        ticks = _tick_started(daemon)
+        wait_for(lambda: _tick_started(daemon) > ticks, 30, "a sensor tick")
+        time.sleep(2)
+        changed_at = time.monotonic()
+        client = mail_user.server.connect(mail_user.name)
+        client.create("Archive")
+        client.select("INBOX")
+        client.uid("STORE", "1", "+FLAGS", "(\\Deleted)")
+        client.expunge()
+        client.uid("STORE", "2", "+FLAGS", "(\\Flagged)")
+        assert client.uid("MOVE", "3", "Archive")[0] == "OK"
+        client.logout()
+
+        def mirrored() -> bool:
+            folders = {row["folder"] for row in store.rows_in_partition(message_locations, "work", today.isoformat())}
+            return (
+                store.count(raw_messages, "work", ten.isoformat()) == 0
+                and store.flags_by_message("work", five.isoformat()) == {before_key(five): {"\\Flagged"}}
+                and folders == {"INBOX", "Archive"}
+                and len(instance.get_runs()) > len(first_runs)
+                and all(run.is_finished for run in instance.get_runs())
+            )
+
+        def before_key(day: dt.date) -> str:
+            return next(m["message_key"] for m in before["metadatas"] if m["day"] == day.isoformat())
+
+        wait_for(mirrored, 120, f"changes mirrored\n{daemon.log_tail()}")
+        seconds = time.monotonic() - changed_at
+    later_runs = [run for run in instance.get_runs() if run.run_id not in {r.run_id for r in first_runs}]
+    assert len(later_runs) == 1 and later_runs[0].status == dg.DagsterRunStatus.SUCCESS, [r.tags for r in later_runs]
+    assert later_runs[0].tags["email_assets/trigger"] == "highwater"
+    print(f"server changes mirrored in {seconds:.1f} s (one tick of 15 s at most, then one run)")
+
+    after = vectors.collection.get(include=["embeddings", "metadatas"])
+    by_id = dict(zip(after["ids"], after["metadatas"], strict=True))
+    # Expunged: gone from every table and from Chroma.
+    expunged_key = before_key(ten)
+    assert all(m["message_key"] != expunged_key for m in after["metadatas"])
+    for table in (raw_messages, message_locations, parsed_emails, cleaned_texts, chunks):
+        assert store.count(table, "work", ten.isoformat()) == 0, table.name
+    # Flagged: metadata follows, the vector and the chunk row are the ones of the first run.
+    flagged_ids = [chunk for chunk, m in by_id.items() if m["message_key"] == before_key(five)]
+    assert flagged_ids and all(by_id[chunk]["flagged"] and not by_id[chunk]["seen"] for chunk in flagged_ids)
+    first_vectors = dict(zip(before["ids"], before["embeddings"], strict=True))
+    second_vectors = dict(zip(after["ids"], after["embeddings"], strict=True))
+    for chunk in flagged_ids:
+        assert list(first_vectors[chunk]) == list(second_vectors[chunk])
+        assert by_id[chunk]["run_id"] == first_runs[0].run_id  # not re-embedded by the later run
+    # Moved: one stored message, one location (in Archive), its chunks unchanged.
+    moved = [row for row in store.rows_in_partition(message_locations, "work", today.isoformat())]
+    assert sorted((row["folder"], row["uid"]) for row in moved) == [("Archive", 1), ("INBOX", 4)]
+    assert store.count(raw_messages, "work", today.isoformat()) == 2
+    today_chunks = sorted(chunk for chunk, m in by_id.items() if m["day"] == today.isoformat())
+    assert today_chunks == sorted(
+        chunk for chunk in before["ids"] if chunk in by_id and by_id[chunk]["day"] == today.isoformat()
+    )
+    assert len(today_chunks) == 2
+    assert len(after["ids"]) == len(before["ids"]) - 1

@@ -166,7 +166,7 @@ def test_the_ui_shows_assets_partitions_per_partition_checks_and_the_sensor(
     _page(
         browser,
         f"{webserver}/locations/email_assets/sensors/mailbox_highwater_sensor",
-        ["mailbox_highwater_sensor", "Polls STATUS"],
+        ["mailbox_highwater_sensor", "Polls every account"],
         tmp_path / "sensor.png",
     )
     for name in ("asset-graph", "partitions", "checks", "check-partitions", "check-history", "sensor"):

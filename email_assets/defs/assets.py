@@ -107,6 +107,7 @@ def raw_messages(
                     "linked_by_server_id": sync.linked.get(day, 0),
                     "bytes": sync.bytes.get(day, 0),
                     "removed": sync.removed.get(day, 0),
+                    "flags_changed": sync.flags_changed.get(day, 0),
                     "stored_bytes": store.partition_bytes(account_name, day),
                 },
                 checks.raw_check_results(store, account_name, day, failures),

@@ -140,6 +140,7 @@ service anvil {{
 service imap-login {{
   chroot =
 }}
+{extra}
 """
 
 
@@ -153,6 +154,9 @@ class DovecotServer:
     users: dict[str, str]
     process: subprocess.Popen | None = None
     oauth2_port: int = 0
+    # What the server advertises after login, if not Dovecot's own list: to stand in for
+    # a server without CONDSTORE/QRESYNC (Dovecot's `imap_capability`).
+    capabilities: str | None = None
 
     @property
     def oauth2_introspection_url(self) -> str:
@@ -235,6 +239,7 @@ class DovecotServer:
             mail_gid=mail_gid,
             login_user="dovenull" if os.geteuid() == 0 else user,
             internal_user="dovecot" if os.geteuid() == 0 else user,
+            extra=f"imap_capability = {self.capabilities}" if self.capabilities else "",
         )
         (self.root / "dovecot.conf").write_text(config)
         # Bearer tokens are checked by POSTing them to `oauth2_introspection_url` (RFC 7662);

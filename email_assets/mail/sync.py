@@ -41,6 +41,10 @@ class RawMessageSink(Protocol):
 
     def locations_of(self, account: str, folder: str, day: dt.date) -> set[tuple[int, int]]: ...
 
+    def update_flags(
+        self, account: str, folder: str, uidvalidity: int, flags: dict[int, tuple[str, ...]]
+    ) -> dict[str, int]: ...
+
     def record_folder_state(
         self, account: str, folder: str, uidvalidity: int, uidnext: int, highest_uid: int, message_count: int
     ) -> None: ...
@@ -56,6 +60,7 @@ class SyncReport:
     failures: dict[str, int] = field(default_factory=dict)
     removed: dict[str, int] = field(default_factory=dict)
     linked: dict[str, int] = field(default_factory=dict)  # known by server id: located, not downloaded
+    flags_changed: dict[str, int] = field(default_factory=dict)  # stored copies whose flags followed the server
 
     def add(self, counter: dict[str, int], day: dt.date, amount: int) -> None:
         counter[day.isoformat()] = counter.get(day.isoformat(), 0) + amount
@@ -162,7 +167,8 @@ async def sync_days(
     # strictly inside a contiguous range is surely wanted: only the edges need INTERNALDATEs.
     contiguous = len(wanted) == (last - first).days + 1
     for day in days:
-        for counter in (report.fetched, report.bytes, report.on_server, report.failures, report.removed, report.linked):
+        counters = (report.fetched, report.bytes, report.on_server, report.failures, report.removed, report.linked)
+        for counter in (*counters, report.flags_changed):
             report.add(counter, day, 0)
     for folder in folders:
         status = await session.examine(folder)
@@ -173,6 +179,12 @@ async def sync_days(
             if day in wanted:
                 present[day].add((status.uidvalidity, uid))
         new = [uid for uid in candidates if uid not in known]
+        # Flags are data: the stored copies of the range follow the server's flags (one FETCH).
+        in_range = sorted(uid for uid, day in known.items() if day in wanted)
+        if in_range:
+            changed = sink.update_flags(account, folder, status.uidvalidity, await session.flags_of(in_range))
+            for day_iso, count in changed.items():
+                report.add(report.flags_changed, dt.date.fromisoformat(day_iso), count)
         if session.server_ids is not None and new:
             to_fetch, linked = await _split_by_server_id(session, sink, account, new, wanted)
             if linked:

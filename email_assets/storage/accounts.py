@@ -97,9 +97,17 @@ class AccountStore:
     def record_success(self, name: str) -> None:
         self._update(name, consecutive_failures=0, last_error=None, last_success_at=dt.datetime.now(dt.UTC))
 
-    def record_reachable(self, name: str) -> None:
-        """The sensor reached the account: it is healthy again, though nothing was synced."""
-        self._update(name, consecutive_failures=0, last_error=None)
+    def record_reachable(self, *names: str) -> None:
+        """The sensor reached these accounts: healthy again, though nothing was synced.
+        One statement for a whole tick, touching only rows that were failing."""
+        if not names:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                sa.update(accounts)
+                .where(accounts.c.name.in_(names), accounts.c.consecutive_failures > 0)
+                .values(consecutive_failures=0, last_error=None)
+            )
 
     def record_failure(self, name: str, error: str) -> None:
         with self.engine.begin() as connection:

@@ -36,6 +36,8 @@ class MessageFilter:
     from_address: str | None = None
     folder: str | None = None
     has_attachment: bool | None = None
+    flagged: bool | None = None  # \\Flagged on the server, in any folder holding the message
+    seen: bool | None = None  # \\Seen in any folder; False: unread
 
     def since_ts(self) -> int | None:
         return int(dt.datetime.combine(self.since, dt.time(), dt.UTC).timestamp()) if self.since else None
@@ -143,6 +145,12 @@ class LexicalIndex:
             return [(key, float(value)) for key, value in connection.execute(statement)]
 
 
+def has_flag(flag: str) -> sa.ColumnElement[bool]:
+    """A stored location carries `flag` (flags are kept sorted and space-joined)."""
+    padded = sa.literal(" ") + message_locations.c.flags + sa.literal(" ")
+    return padded.contains(f" {flag} ", autoescape=True)
+
+
 def _conditions(where: MessageFilter) -> list[Any]:
     table = search_documents
     conditions: list[Any] = []
@@ -156,6 +164,12 @@ def _conditions(where: MessageFilter) -> list[Any]:
         conditions.append(table.c.date_ts < where.until_ts())
     if where.has_attachment is not None:
         conditions.append(table.c.has_attachment.is_(where.has_attachment))
+    if where.flagged is not None:
+        flagged = sa.exists().where(message_locations.c.message_key == table.c.message_key, has_flag("\\Flagged"))
+        conditions.append(flagged if where.flagged else ~flagged)
+    if where.seen is not None:
+        seen = sa.exists().where(message_locations.c.message_key == table.c.message_key, has_flag("\\Seen"))
+        conditions.append(seen if where.seen else ~seen)
     if where.folder:
         conditions.append(
             sa.exists().where(

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from email_assets import crash_points
 from email_assets.mail.keys import content_sha256, message_key
-from email_assets.mail.records import FetchedMessage, MessageDate
+from email_assets.mail.records import FetchedMessage, MessageDate, stored_flags
 from email_assets.storage.database import background_checkpoints, engine_for, upsert
 from email_assets.storage.raw_packs import MissingRawBytesError, PackStore
 from email_assets.storage.tables import (
@@ -50,7 +50,7 @@ def _location_row(
         "message_key": key,
         "day": message.internaldate.astimezone(dt.UTC).date().isoformat(),
         "internaldate": message.internaldate,
-        "flags": " ".join(message.flags),
+        "flags": stored_flags(message.flags),
         "size": message.size,
     }
 
@@ -227,6 +227,62 @@ class MessageStore:
                 )
             )
             return {(uidvalidity, uid) for uidvalidity, uid in rows}
+
+    def stored_locations(
+        self, account: str, folder: str, uidvalidity: int, uids: list[int] | None = None
+    ) -> dict[int, tuple[dt.date, str]]:
+        """UID -> (UTC day, stored flags) of the folder's stored locations (of `uids` only, if given)."""
+        base = sa.select(message_locations.c.uid, message_locations.c.day, message_locations.c.flags).where(
+            message_locations.c.account == account,
+            message_locations.c.folder == folder,
+            message_locations.c.uidvalidity == uidvalidity,
+        )
+        found: dict[int, tuple[dt.date, str]] = {}
+        with self.engine.connect() as connection:
+            queries = [base] if uids is None else [base.where(message_locations.c.uid.in_(b)) for b in _batched(uids)]
+            for query in queries:
+                found.update(
+                    {uid: (dt.date.fromisoformat(day), flags or "") for uid, day, flags in connection.execute(query)}
+                )
+        return found
+
+    def update_flags(
+        self, account: str, folder: str, uidvalidity: int, flags: Mapping[int, tuple[str, ...]]
+    ) -> dict[str, int]:
+        """Make stored flags equal the server's for these UIDs; how many changed, per day."""
+        stored = self.stored_locations(account, folder, uidvalidity, sorted(flags))
+        changed: dict[str, int] = {}
+        with self.engine.begin() as connection:
+            for uid, (day, before) in stored.items():
+                now = stored_flags(flags[uid])
+                if now == before:
+                    continue
+                connection.execute(
+                    sa.update(message_locations)
+                    .where(
+                        message_locations.c.account == account,
+                        message_locations.c.folder == folder,
+                        message_locations.c.uidvalidity == uidvalidity,
+                        message_locations.c.uid == uid,
+                    )
+                    .values(flags=now)
+                )
+                changed[day.isoformat()] = changed.get(day.isoformat(), 0) + 1
+        return changed
+
+    def flags_by_message(self, account: str, day: str) -> dict[str, set[str]]:
+        """message_key -> the flags of all its locations on the day (a message kept in two
+        folders is flagged if either copy is, and seen if either is)."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(message_locations.c.message_key, message_locations.c.flags).where(
+                    message_locations.c.account == account, message_locations.c.day == day
+                )
+            )
+            found: dict[str, set[str]] = {}
+            for key, flags in rows:
+                found.setdefault(key, set()).update((flags or "").split())
+        return found
 
     def location_days(self, account: str, folder: str) -> set[dt.date]:
         with self.engine.connect() as connection:

@@ -116,6 +116,12 @@ class VectorStore:
                 metadatas=list(metadatas[start:end]),
             )
 
+    def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
+        """New metadata for stored chunks; their vectors and documents stay as they are."""
+        for start in range(0, len(ids), self._batch_size):
+            end = start + self._batch_size
+            self.collection.update(ids=list(ids[start:end]), metadatas=list(metadatas[start:end]))
+
     def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), self._batch_size):
             self.collection.delete(ids=list(ids[start : start + self._batch_size]))
