@@ -141,6 +141,8 @@ def test_core_modules_do_not_import_dagster() -> None:
         "email_assets.search",
         "email_assets.trace",
         "email_assets.storage.messages",
+        "email_assets.storage.raw_store",
+        "email_assets.storage.locations",
         "email_assets.storage.accounts",
         "email_assets.storage.vectors",
         "email_assets.embedding",
