@@ -7,16 +7,11 @@ import dagster as dg
 from email_assets.defs.assets import cleaned_text, email_embeddings, parsed_emails, raw_messages
 from email_assets.defs.automation import email_automation_sensor
 from email_assets.defs.jobs import email_sync_job, retention_job, retention_schedule
-from email_assets.defs.resources import ChromaResource, CredentialsResource, EmbeddingResource, MailStoreResource
+from email_assets.defs.resources import RESOURCES
 from email_assets.defs.schedules import email_sync_schedule
 from email_assets.defs.sensors import mailbox_highwater_sensor
 
-RESOURCES = {
-    "mail_store": MailStoreResource(),
-    "credentials": CredentialsResource(),
-    "embedding": EmbeddingResource(),
-    "chroma": ChromaResource(),
-}
+__all__ = ["RESOURCES", "defs"]
 
 defs = dg.Definitions(
     assets=[raw_messages, parsed_emails, cleaned_text, email_embeddings],

@@ -50,8 +50,10 @@ def embedder_spec() -> str:
     return os.environ.get("EMAIL_ASSETS_EMBEDDER", "local")
 
 
-def retention_days() -> int:
-    raw = os.environ.get("EMAIL_ASSETS_RETENTION_DAYS", str(DEFAULT_RETENTION_DAYS))
+def retention_days(raw: str | None = None) -> int:
+    """EMAIL_ASSETS_RETENTION_DAYS, or `raw` where a resource was configured with it."""
+    if raw is None:
+        raw = os.environ.get("EMAIL_ASSETS_RETENTION_DAYS", str(DEFAULT_RETENTION_DAYS))
     try:
         days = int(raw)
     except ValueError:
@@ -96,9 +98,11 @@ def max_days_per_run() -> int:
     return int(raw)
 
 
-def keep_expunged() -> bool:
-    """EMAIL_ASSETS_KEEP_EXPUNGED=1 keeps mail deleted on the server (default: mirror it)."""
-    return os.environ.get("EMAIL_ASSETS_KEEP_EXPUNGED", "0").strip().lower() in {"1", "true", "yes"}
+def keep_expunged(raw: str | None = None) -> bool:
+    """EMAIL_ASSETS_KEEP_EXPUNGED=1 (or `raw`) keeps mail deleted on the server (default: mirror it)."""
+    if raw is None:
+        raw = os.environ.get("EMAIL_ASSETS_KEEP_EXPUNGED", "0")
+    return raw.strip().lower() in {"1", "true", "yes"}
 
 
 def start_date(today: dt.date | None = None) -> str:

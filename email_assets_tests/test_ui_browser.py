@@ -3,7 +3,8 @@
 A range run over two days (one with a failing blocking check, one passing) is recorded
 in the test's instance; then `dagster-webserver` serves it and Chromium opens what an
 operator would: the asset graph, the partitions of raw_messages, the checks of
-raw_messages with the partition of each result, and the sensor's page. A screenshot of
+raw_messages with the partition of each result, the sensor's page and a resource's
+configuration (an env var by name, not its value). A screenshot of
 each is kept in the test's temp dir.
 """
 
@@ -169,5 +170,13 @@ def test_the_ui_shows_assets_partitions_per_partition_checks_and_the_sensor(
         ["mailbox_highwater_sensor", "Polls every account"],
         tmp_path / "sensor.png",
     )
-    for name in ("asset-graph", "partitions", "checks", "check-partitions", "check-history", "sensor"):
+    # Configuration through Dagster: the resource shows the variable it reads, never its value.
+    resource = _page(
+        browser,
+        f"{webserver}/locations/email_assets/resources/credentials",
+        ["credentials", "fernet_keys", "EMAIL_ASSETS_FERNET_KEYS"],
+        tmp_path / "resource.png",
+    )
+    assert os.environ["EMAIL_ASSETS_FERNET_KEYS"] not in resource
+    for name in ("asset-graph", "partitions", "checks", "check-partitions", "check-history", "sensor", "resource"):
         assert (tmp_path / f"{name}.png").stat().st_size > 10_000

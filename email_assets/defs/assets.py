@@ -19,10 +19,14 @@ from email_assets.defs import checks
 from email_assets.defs.automation import FOLLOWS_UPSTREAM
 from email_assets.defs.partition_runs import PartitionReports, days_by_account, fingerprint
 from email_assets.defs.partitions import account_day_partitions
-from email_assets.defs.resources import ChromaResource, CredentialsResource, EmbeddingResource, MailStoreResource
-from email_assets.embedding import embedder_from_spec
+from email_assets.defs.resources import (
+    RESOURCES,
+    ChromaResource,
+    CredentialsResource,
+    EmbeddingResource,
+    MailStoreResource,
+)
 from email_assets.errors import UserError
-from email_assets.mail.chunking import CHUNKER_VERSION
 from email_assets.mail.cleaning import CLEANER_VERSION
 from email_assets.mail.parsing import PARSER_VERSION
 from email_assets.mail.sync import SyncReport
@@ -35,13 +39,6 @@ GROUP = "email"
 # A backfill of a year is 12 runs of a month, each restartable on its own.
 BACKFILL_POLICY = dg.BackfillPolicy.multi_run(max_partitions_per_run=settings.max_days_per_run())
 StepEvents = Iterator[dg.MaterializeResult | dg.Output | dg.AssetCheckEvaluation]
-
-
-def _embedding_code_version() -> str:
-    try:
-        return pipeline.embedding_code_version(embedder_from_spec(settings.embedder_spec()))
-    except UserError:
-        return f"{CHUNKER_VERSION}+unconfigured"
 
 
 def _step_metadata(report: pipeline.StepReport) -> dict[str, int]:
@@ -72,7 +69,7 @@ def raw_messages(
     from the server are removed."""
     store = mail_store.messages()
     accounts = mail_store.accounts()
-    window = settings.RetentionWindow(settings.retention_days())
+    window = mail_store.retention_window()
     reports = PartitionReports(context)
     for account_name, days in days_by_account(context).items():
         kept = [day for day in days if window.keeps(dt.date.fromisoformat(day))]
@@ -89,7 +86,7 @@ def raw_messages(
                     [dt.date.fromisoformat(day) for day in kept],
                     context.run.run_id,
                     context.log.info,
-                    keep_expunged=settings.keep_expunged(),
+                    keep_expunged=mail_store.keeps_expunged(),
                 )
             except UserError as error:
                 accounts.record_failure(account_name, str(error))
@@ -184,7 +181,7 @@ def cleaned_text(context: dg.AssetExecutionContext, mail_store: MailStoreResourc
     partitions_def=account_day_partitions,
     group_name=GROUP,
     kinds={"chroma"},
-    code_version=_embedding_code_version(),
+    code_version=RESOURCES["embedding"].code_version(),
     deps=[cleaned_text],
     check_specs=checks.EMBEDDING_CHECKS,
     backfill_policy=BACKFILL_POLICY,

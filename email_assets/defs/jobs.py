@@ -4,7 +4,7 @@ import datetime as dt
 
 import dagster as dg
 
-from email_assets import pipeline, settings
+from email_assets import pipeline
 from email_assets.defs.resources import ChromaResource, EmbeddingResource, MailStoreResource
 
 email_sync_job = dg.define_asset_job(
@@ -21,7 +21,7 @@ def purge_expired_mail(
     embedding: EmbeddingResource,
     chroma: ChromaResource,
 ) -> dg.Output[None]:
-    window = settings.RetentionWindow(settings.retention_days())
+    window = mail_store.retention_window()
     oldest = window.oldest_kept()
     if oldest is None:
         context.log.info("EMAIL_ASSETS_RETENTION_DAYS is 0: everything is kept")

@@ -46,7 +46,7 @@ def mailbox_highwater_sensor(
     accounts = mail_store.accounts().list()
     registered = set(context.instance.get_dynamic_partitions(ACCOUNTS))
     missing = [account.name for account in accounts if account.name not in registered]
-    window = settings.RetentionWindow(settings.retention_days())
+    window = mail_store.retention_window()
     store = mail_store.messages()
     health = mail_store.accounts()
     box = credentials.secret_box() if accounts else None
