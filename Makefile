@@ -38,6 +38,7 @@ bench: install
 	$(PY) -m benchmarks.hostile
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.backfill
+	$(PY) -m benchmarks.sensor_tick
 
 # Hostile mail, kills, concurrent runs and the daemon soak (SQLite and PostgreSQL), then
 # their figures and the worst per-message time and memory over the hostile set and corpus.
