@@ -6,7 +6,9 @@ Each test gets its own IMAP user (so mailboxes never mix), its own data director
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import imaplib
 import io
 import itertools
 import json
@@ -33,15 +35,20 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _user_numbers = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[DovecotServer]:
+def _running_dovecot(capabilities: str | None = None) -> Iterator[DovecotServer]:
     server = make_server({})
+    server.capabilities = capabilities
     server.start()
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    yield from _running_dovecot()
 
 
 # Dovecot 2.3's own list without CONDSTORE and QRESYNC: a server that can only be diffed.
@@ -55,23 +62,21 @@ PLAIN_IMAP_CAPABILITIES = (
 
 @pytest.fixture(scope="session")
 def dovecot_without_qresync() -> Iterator[DovecotServer]:
-    server = make_server({})
-    server.capabilities = PLAIN_IMAP_CAPABILITIES
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
+    yield from _running_dovecot(PLAIN_IMAP_CAPABILITIES)
+
+
+def _new_user(server: DovecotServer, prefix: str) -> MailUser:
+    """A fresh user on `server`, so no two tests share a mailbox."""
+    number = next(_user_numbers)
+    name, password = f"{prefix}{number}", f"pw-{generate_key()[:20]}-{number}"
+    server.add_user(name, password)
+    return MailUser(server, name, password)
 
 
 @pytest.fixture
 def plain_mail_user(dovecot_without_qresync: DovecotServer) -> MailUser:
     """A user on the server without CONDSTORE/QRESYNC."""
-    number = next(_user_numbers)
-    name, password = f"plain{number}", f"pw-{generate_key()[:20]}-{number}"
-    dovecot_without_qresync.add_user(name, password)
-    return MailUser(dovecot_without_qresync, name, password)
+    return _new_user(dovecot_without_qresync, "plain")
 
 
 @pytest.fixture(scope="session")
@@ -90,72 +95,53 @@ class MailUser:
     def append(self, messages: list[tuple[bytes, dt.datetime]], folder: str = "INBOX") -> int:
         return self.server.append(self.name, messages, folder=folder)
 
-    def served(self, folder: str = "INBOX") -> list[bytes]:
-        """Every message as Dovecot serves it (bare LF turned into CRLF), by the stdlib client."""
+    @contextlib.contextmanager
+    def session(self, folder: str | None = None, readonly: bool = False) -> Iterator[imaplib.IMAP4_SSL]:
+        """A stdlib client logged in as this user (not the code under test), `folder` selected."""
         client = self.server.connect(self.name)
         try:
-            client.select(folder, readonly=True)
-            _, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
-            return [item[1] for item in data if isinstance(item, tuple)]
+            if folder is not None:
+                client.select(folder, readonly=readonly)
+            yield client
         finally:
             client.logout()
+
+    def served(self, folder: str = "INBOX") -> list[bytes]:
+        """Every message as Dovecot serves it (bare LF turned into CRLF), by the stdlib client."""
+        with self.session(folder, readonly=True) as client:
+            _, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
+            return [item[1] for item in data if isinstance(item, tuple)]
 
     def copy(self, uids: str, to_folder: str, from_folder: str = "INBOX") -> None:
         """COPY messages to a new folder, as a mail client filing mail (or Gmail labelling it)."""
-        client = self.server.connect(self.name)
-        try:
+        with self.session() as client:
             client.create(to_folder)
             client.select(from_folder)
             client.uid("COPY", uids, to_folder)
-        finally:
-            client.logout()
 
     def flag(self, uids: str, flags: str, folder: str = "INBOX") -> None:
         """Add flags, e.g. `\\Flagged` or `\\Seen`, as a mail client marking mail."""
-        client = self.server.connect(self.name)
-        try:
-            client.select(folder)
+        with self.session(folder) as client:
             client.uid("STORE", uids, "+FLAGS", f"({flags})")
-        finally:
-            client.logout()
 
     def move(self, uids: str, to_folder: str, from_folder: str = "INBOX") -> None:
         """MOVE (RFC 6851) to another folder, created if need be."""
-        client = self.server.connect(self.name)
-        try:
+        with self.session() as client:
             client.create(to_folder)
             client.select(from_folder)
             typ, data = client.uid("MOVE", uids, to_folder)
             assert typ == "OK", data
-        finally:
-            client.logout()
-
-    def uids(self, folder: str = "INBOX") -> list[int]:
-        client = self.server.connect(self.name)
-        try:
-            client.select(folder, readonly=True)
-            _, data = client.uid("SEARCH", "ALL")
-            return [int(uid) for uid in data[0].split()]
-        finally:
-            client.logout()
 
     def expunge(self, uids: str, folder: str = "INBOX") -> None:
         """Delete messages on the server, as a mail client would (STORE \\Deleted, EXPUNGE)."""
-        client = self.server.connect(self.name)
-        try:
-            client.select(folder)
+        with self.session(folder) as client:
             client.uid("STORE", uids, "+FLAGS", "(\\Deleted)")
             client.expunge()
-        finally:
-            client.logout()
 
 
 @pytest.fixture
 def mail_user(dovecot: DovecotServer) -> MailUser:
-    number = next(_user_numbers)
-    name, password = f"user{number}", f"pw-{generate_key()[:20]}-{number}"
-    dovecot.add_user(name, password)
-    return MailUser(dovecot, name, password)
+    return _new_user(dovecot, "user")
 
 
 @pytest.fixture

@@ -140,14 +140,12 @@ def test_expunge_flag_change_and_move_reach_every_asset_in_one_tick_and_its_run(
         wait_for(lambda: _tick_started(daemon) > ticks, 30, "a sensor tick")
         time.sleep(2)
         changed_at = time.monotonic()
-        client = mail_user.server.connect(mail_user.name)
-        client.create("Archive")
-        client.select("INBOX")
-        client.uid("STORE", "1", "+FLAGS", "(\\Deleted)")
-        client.expunge()
-        client.uid("STORE", "2", "+FLAGS", "(\\Flagged)")
-        assert client.uid("MOVE", "3", "Archive")[0] == "OK"
-        client.logout()
+        with mail_user.session("INBOX") as client:
+            client.create("Archive")
+            client.uid("STORE", "1", "+FLAGS", "(\\Deleted)")
+            client.expunge()
+            client.uid("STORE", "2", "+FLAGS", "(\\Flagged)")
+            assert client.uid("MOVE", "3", "Archive")[0] == "OK"
 
         def mirrored() -> bool:
             folders = {row["folder"] for row in store.rows_in_partition(message_locations, "work", today.isoformat())}

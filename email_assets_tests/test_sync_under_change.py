@@ -88,10 +88,8 @@ def test_a_sync_while_mail_is_appended_and_expunged(mail_user, store, monkeypatc
     assert sum(report.failures.values()) == 0
 
     def served() -> dict[int, bytes]:
-        client = mail_user.server.connect(mail_user.name)
-        client.select("INBOX", readonly=True)
-        _, data = client.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
-        client.logout()
+        with mail_user.session("INBOX", readonly=True) as client:
+            _, data = client.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
         found = {}
         for item in data:
             if isinstance(item, tuple):
