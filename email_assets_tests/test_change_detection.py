@@ -14,6 +14,7 @@ import pytest
 from email_assets import settings
 from email_assets.defs.materialize import materialize_partitions
 from email_assets.storage.messages import MessageStore
+from email_assets.storage.tables import chunks, raw_messages
 from email_assets_tests.conftest import add_account, message, utc
 from email_assets_tests.test_sensor_and_schedule import requested, tick
 
@@ -121,3 +122,19 @@ def test_search_filters_by_the_flags_the_server_has_now(mail_user, instance, cap
     assert subjects("--unread") == ["note 2026-11-10", "note 2026-11-15"]
     assert subjects("--flagged", "--unread") == ["note 2026-11-15"]
     assert subjects() == ["note 2026-11-10", "note 2026-11-15", "note 2026-11-20"]
+
+
+def test_a_folder_deleted_on_the_server_leaves_every_asset(mail_user, instance) -> None:
+    mail_user.append([(message("filed", "Filed away."), utc(FIVE_DAYS_AGO))], folder="Projects")
+    cursor = _synced_three_days(mail_user, instance)
+    store = MessageStore(settings.database_url())
+    assert "Projects" in store.stored_folders("work", [FIVE_DAYS_AGO])
+    with mail_user.session() as client:
+        assert client.delete("Projects")[0] == "OK"
+    gone = tick(instance, cursor)
+    assert requested(gone) == ["work|2026-11-15"]
+    assert "Projects" not in json.loads(gone.cursor)["work"]
+    assert materialize_partitions(instance, "work", [FIVE_DAYS_AGO])[0].success
+    assert store.stored_folders("work", [FIVE_DAYS_AGO]) == {"INBOX"}
+    assert store.count(raw_messages, "work", FIVE_DAYS_AGO.isoformat()) == 1
+    assert store.count(chunks, "work", FIVE_DAYS_AGO.isoformat()) == 1

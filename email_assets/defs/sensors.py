@@ -74,7 +74,7 @@ def mailbox_highwater_sensor(
         cursor[name] = changes.marks
         marks = hashlib.sha256(json.dumps(changes.marks, sort_keys=True).encode()).hexdigest()[:16]
         days = set(changes.days)
-        for folder in changes.resynced_folders:  # stored days of a folder whose UIDs are void
+        for folder in [*changes.resynced_folders, *changes.gone_folders]:  # stored days whose UIDs are void
             days |= store.location_days(name, folder)
         kept = [day for day in days if window.keeps(day)]
         if kept:

@@ -17,8 +17,8 @@ asked depends on what the server offers, cheapest first:
 - Without CONDSTORE, flags cannot be asked for by change: every `sweep_seconds` the flags
   of the whole folder are fetched and compared with the stored ones.
 
-A folder seen for the first time, or whose UIDVALIDITY changed, has every day it holds
-reported, because every stored UID of it may now be wrong and those partitions must be
+A folder seen for the first time, or whose UIDVALIDITY changed, or that is gone from the
+server, has every day it holds reported, because every stored UID of it may now be wrong and those partitions must be
 resynced (an ambiguous state is resynced, never guessed). Expunges and flag changes are
 mapped to days through the stored locations: a change to a message never stored (outside
 the retention window, say) needs no run.
@@ -51,6 +51,7 @@ class MailboxChanges:
     marks: FolderMarks
     days: set[dt.date] = field(default_factory=set)
     resynced_folders: list[str] = field(default_factory=list)
+    gone_folders: list[str] = field(default_factory=list)  # deleted or renamed on the server
     new: int = 0
     expunged: int = 0
     flag_changes: int = 0
@@ -138,4 +139,7 @@ async def detect_changes(
                 changes.days.add(known[uid][0])
                 changes.flag_changes += 1
         changes.how[folder] = ", ".join(steps)
+    # A folder deleted (or renamed) on the server: every day it held is resynced, which
+    # removes its locations (a renamed folder's mail comes back under the new name).
+    changes.gone_folders = sorted(set(previous) - set(folders))
     return changes

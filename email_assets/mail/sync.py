@@ -41,6 +41,8 @@ class RawMessageSink(Protocol):
 
     def locations_of(self, account: str, folder: str, day: dt.date) -> set[tuple[int, int]]: ...
 
+    def stored_folders(self, account: str, days: list[dt.date]) -> set[str]: ...
+
     def update_flags(
         self, account: str, folder: str, uidvalidity: int, flags: dict[int, tuple[str, ...]]
     ) -> dict[str, int]: ...
@@ -233,4 +235,9 @@ async def sync_days(
         sink.record_folder_state(
             account, folder, status.uidvalidity, status.uidnext, max(candidates, default=0), status.messages
         )
+    # A folder no longer on the server (deleted, or renamed: its mail is found again under
+    # the new name above) takes its copies on these days with it, unless kept as an archive.
+    for folder in [] if keep_expunged else sorted(sink.stored_folders(account, days) - set(folders)):
+        for day in days:
+            report.add(report.removed, day, sink.reconcile_folder_day(account, folder, day, set()))
     return report

@@ -133,6 +133,19 @@ class LocationStore(PackLifecycle):
                 found.setdefault(key, set()).update((flags or "").split())
         return found
 
+    def stored_folders(self, account: str, days: list[dt.date]) -> set[str]:
+        """Folders holding a stored copy of the account's mail on any of `days`."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(message_locations.c.folder)
+                .where(
+                    message_locations.c.account == account,
+                    message_locations.c.day.in_([day.isoformat() for day in days]),
+                )
+                .distinct()
+            )
+            return {folder for (folder,) in rows}
+
     def location_days(self, account: str, folder: str) -> set[dt.date]:
         with self.engine.connect() as connection:
             rows = connection.execute(
