@@ -2,9 +2,10 @@
 
 A sensor tick has a budget (Dagster cancels a slow evaluation). Accounts are polled
 `concurrency` at a time, each IMAP command with its own timeout, least recently polled
-first: an account the last tick did not reach goes first in this one, so a few slow
-servers cannot starve the rest. An account whose connection slots are all held by runs
-is skipped (a running sync is about to see its mail anyway), not counted as failing.
+first: an account the last tick did not reach goes first in this one, and one that hung
+goes last, so a few slow servers cannot starve the rest. An account whose connection
+slots are all held by runs is skipped (a running sync is about to see its mail anyway),
+not counted as failing.
 """
 
 from __future__ import annotations
@@ -94,15 +95,16 @@ def poll_accounts(
                 if time.monotonic() - started > budget_seconds:
                     result.unreached.append(account.name)
                     return
+                # Counted as polled when its turn starts: an account that hangs until the
+                # budget ends goes to the back of the line, not to the front of the next tick.
+                last_polled[account.name] = time.time()
                 try:
                     changes = await _poll_one(
                         account, secret_of, marks.get(account.name, {}), stored, slots, timeout, sweep_seconds
                     )
                 except UserError as error:
                     result.failed[account.name] = str(error)
-                    last_polled[account.name] = time.time()
                     return
-                last_polled[account.name] = time.time()
                 if changes is None:
                     result.busy.append(account.name)
                 else:
