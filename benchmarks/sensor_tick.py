@@ -242,7 +242,7 @@ def fallback_benchmark(workdir: Path, messages: int, repeat: int) -> dict[str, l
             marks["plain"] = swept.marks
             # What the run would do: the store forgets the expunged copy and learns the flag.
             uidvalidity = changes.marks["INBOX"]["uidvalidity"]
-            stores["plain"].update_flags("plain", "INBOX", uidvalidity, {uid: ("\\Seen", "\\Flagged")})
+            stores["plain"].set_flags("plain", "INBOX", uidvalidity, {uid: "\\Flagged \\Seen"})
             with stores["plain"].engine.begin() as connection:
                 connection.execute(sa.delete(message_locations).where(message_locations.c.uid == uid + messages // 2))
     finally:

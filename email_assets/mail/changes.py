@@ -18,8 +18,8 @@ asked depends on what the server offers, cheapest first:
   of the whole folder are fetched and compared with the stored ones.
 
 A folder seen for the first time, or whose UIDVALIDITY changed, or that is gone from the
-server, has every day it holds reported, because every stored UID of it may now be wrong and those partitions must be
-resynced (an ambiguous state is resynced, never guessed). Expunges and flag changes are
+server, has every day it holds reported, because every stored UID of it may now be wrong
+and those partitions must be resynced (an ambiguous state is resynced, never guessed). Expunges and flag changes are
 mapped to days through the stored locations: a change to a message never stored (outside
 the retention window, say) needs no run.
 """
@@ -55,7 +55,6 @@ class MailboxChanges:
     new: int = 0
     expunged: int = 0
     flag_changes: int = 0
-    how: dict[str, str] = field(default_factory=dict)  # folder -> what was asked beyond STATUS
 
     def describe(self) -> str:
         return f"{self.new} new, {self.expunged} expunged, {self.flag_changes} flag change(s)"
@@ -106,7 +105,6 @@ async def detect_changes(
             continue
         selected = await session.examine(folder)
         marks.update(messages=selected.messages, highestmodseq=selected.highestmodseq if status.highestmodseq else 0)
-        steps: list[str] = []
         new_uids = await session.search_uids_from(first_new) if status.uidnext > first_new else []
         for item in await session.message_dates(new_uids) if new_uids else []:
             changes.days.add(utc_day(item.internaldate))
@@ -117,17 +115,14 @@ async def detect_changes(
         server_flags: dict[int, tuple[str, ...]] = {}
         if status.highestmodseq and before.get("highestmodseq"):
             found = await session.changes_since(before["highestmodseq"])
-            steps.append("CHANGEDSINCE" + (" VANISHED" if qresync else ""))
             gone, server_flags = found.vanished, found.flags
         count_says_expunged = "messages" not in before or selected.messages < before["messages"] + len(new_uids)
         if count_says_expunged and not (qresync and before.get("highestmodseq")):
             on_server = set(await session.all_uids())
-            steps.append("UID list diff")
             gone = sorted(set(stored.stored_locations(account, folder, status.uidvalidity)) - on_server)
         if sweep_due:
             server_flags = await session.all_flags()
             marks["swept_at"] = int(now)
-            steps.append("flag sweep")
         old_changed = [uid for uid in server_flags if uid < first_new]
         known = stored.stored_locations(account, folder, status.uidvalidity, sorted({*gone, *old_changed}))
         for uid in gone:
@@ -138,7 +133,6 @@ async def detect_changes(
             if uid in known and known[uid][1] != stored_flags(server_flags[uid]):
                 changes.days.add(known[uid][0])
                 changes.flag_changes += 1
-        changes.how[folder] = ", ".join(steps)
     # A folder deleted (or renamed) on the server: every day it held is resynced, which
     # removes its locations (a renamed folder's mail comes back under the new name).
     changes.gone_folders = sorted(set(previous) - set(folders))

@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from email_assets.mail.imap_session import FETCH_BATCH_SIZE, ImapSession, MessageDate
-from email_assets.mail.records import FetchedMessage
+from email_assets.mail.records import FetchedMessage, stored_flags
 
 
 class RawMessageSink(Protocol):
     """What the sync needs from storage (implemented by `storage.messages.MessageStore`)."""
 
-    def known_uid_days(self, account: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, dt.date]: ...
+    def stored_locations(
+        self, account: str, folder: str, uidvalidity: int, uids: list[int] | None = None
+    ) -> dict[int, tuple[dt.date, str]]: ...
 
     def prepare_fetched(self, account: str, messages: list[FetchedMessage], run_id: str | None) -> Any: ...
 
@@ -43,9 +45,7 @@ class RawMessageSink(Protocol):
 
     def stored_folders(self, account: str, days: list[dt.date]) -> set[str]: ...
 
-    def update_flags(
-        self, account: str, folder: str, uidvalidity: int, flags: dict[int, tuple[str, ...]]
-    ) -> dict[str, int]: ...
+    def set_flags(self, account: str, folder: str, uidvalidity: int, flags: dict[int, str]) -> None: ...
 
     def record_folder_state(
         self, account: str, folder: str, uidvalidity: int, uidnext: int, highest_uid: int, message_count: int
@@ -175,18 +175,20 @@ async def sync_days(
     for folder in folders:
         status = await session.examine(folder)
         candidates = await session.search_uids(first - one_day, last + 2 * one_day)
-        known = sink.known_uid_days(account, folder, status.uidvalidity, candidates)
+        known = sink.stored_locations(account, folder, status.uidvalidity, candidates)  # uid -> (day, flags)
         present: dict[dt.date, set[tuple[int, int]]] = {day: set() for day in days}
-        for uid, day in known.items():
+        for uid, (day, _flags) in known.items():
             if day in wanted:
                 present[day].add((status.uidvalidity, uid))
         new = [uid for uid in candidates if uid not in known]
         # Flags are data: the stored copies of the range follow the server's flags (one FETCH).
-        in_range = sorted(uid for uid, day in known.items() if day in wanted)
-        if in_range:
-            changed = sink.update_flags(account, folder, status.uidvalidity, await session.flags_of(in_range))
-            for day_iso, count in changed.items():
-                report.add(report.flags_changed, dt.date.fromisoformat(day_iso), count)
+        in_range = sorted(uid for uid, (day, _flags) in known.items() if day in wanted)
+        on_server = await session.flags_of(in_range) if in_range else {}
+        changed = {uid: stored_flags(flags) for uid, flags in on_server.items() if stored_flags(flags) != known[uid][1]}
+        if changed:
+            sink.set_flags(account, folder, status.uidvalidity, changed)
+        for uid in changed:
+            report.add(report.flags_changed, known[uid][0], 1)
         if session.server_ids is not None and new:
             to_fetch, linked = await _split_by_server_id(session, sink, account, new, wanted)
             if linked:

@@ -164,12 +164,10 @@ def _conditions(where: MessageFilter) -> list[Any]:
         conditions.append(table.c.date_ts < where.until_ts())
     if where.has_attachment is not None:
         conditions.append(table.c.has_attachment.is_(where.has_attachment))
-    if where.flagged is not None:
-        flagged = sa.exists().where(message_locations.c.message_key == table.c.message_key, has_flag("\\Flagged"))
-        conditions.append(flagged if where.flagged else ~flagged)
-    if where.seen is not None:
-        seen = sa.exists().where(message_locations.c.message_key == table.c.message_key, has_flag("\\Seen"))
-        conditions.append(seen if where.seen else ~seen)
+    for flag, wanted in (("\\Flagged", where.flagged), ("\\Seen", where.seen)):
+        if wanted is not None:
+            carried = sa.exists().where(message_locations.c.message_key == table.c.message_key, has_flag(flag))
+            conditions.append(carried if wanted else ~carried)
     if where.folder:
         conditions.append(
             sa.exists().where(

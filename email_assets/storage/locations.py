@@ -40,21 +40,6 @@ def location_row(
 class LocationStore(PackLifecycle):
     """Where stored messages sit on the server, and their flags."""
 
-    def known_uid_days(self, account: str, folder: str, uidvalidity: int, uids: list[int]) -> dict[int, dt.date]:
-        known: dict[int, dt.date] = {}
-        with self.engine.connect() as connection:
-            for batch in batched(uids):
-                rows = connection.execute(
-                    sa.select(message_locations.c.uid, message_locations.c.day).where(
-                        message_locations.c.account == account,
-                        message_locations.c.folder == folder,
-                        message_locations.c.uidvalidity == uidvalidity,
-                        message_locations.c.uid.in_(batch),
-                    )
-                )
-                known.update({uid: dt.date.fromisoformat(day) for uid, day in rows})
-        return known
-
     def save_locations(
         self, account: str, folder: str, uidvalidity: int, linked: list[tuple[MessageDate, str]]
     ) -> None:
@@ -95,17 +80,10 @@ class LocationStore(PackLifecycle):
                 )
         return found
 
-    def update_flags(
-        self, account: str, folder: str, uidvalidity: int, flags: Mapping[int, tuple[str, ...]]
-    ) -> dict[str, int]:
-        """Make stored flags equal the server's for these UIDs; how many changed, per day."""
-        stored = self.stored_locations(account, folder, uidvalidity, sorted(flags))
-        changed: dict[str, int] = {}
+    def set_flags(self, account: str, folder: str, uidvalidity: int, flags: Mapping[int, str]) -> None:
+        """Store these UIDs' flags (as `records.stored_flags` spells them), in one transaction."""
         with self.engine.begin() as connection:
-            for uid, (day, before) in stored.items():
-                now = stored_flags(flags[uid])
-                if now == before:
-                    continue
+            for uid, value in flags.items():
                 connection.execute(
                     sa.update(message_locations)
                     .where(
@@ -114,10 +92,8 @@ class LocationStore(PackLifecycle):
                         message_locations.c.uidvalidity == uidvalidity,
                         message_locations.c.uid == uid,
                     )
-                    .values(flags=now)
+                    .values(flags=value)
                 )
-                changed[day.isoformat()] = changed.get(day.isoformat(), 0) + 1
-        return changed
 
     def flags_by_message(self, account: str, day: str) -> dict[str, set[str]]:
         """message_key -> the flags of all its locations on the day (a message kept in two
