@@ -22,6 +22,7 @@ from email_assets.embedding import Embedder
 from email_assets.errors import AccountError
 from email_assets.mail.chunking import CHUNKER_VERSION, cap, chunk_text, context_line
 from email_assets.mail.cleaning import CLEANER_VERSION, clean_email
+from email_assets.mail.command_reader import CommandError
 from email_assets.mail.fetch_stream import FetchStreamError
 from email_assets.mail.imap_connect import connect, without_secret
 from email_assets.mail.imap_session import FETCH_BATCH_SIZE
@@ -83,7 +84,7 @@ def sync_account_days(
             store.bulk_load(account.name),
         ):
             return asyncio.run(run())
-    except (TimeoutError, aioimaplib.AioImapException, FetchStreamError, OSError) as error:
+    except (TimeoutError, aioimaplib.AioImapException, FetchStreamError, CommandError, OSError) as error:
         reason = without_secret(str(error).splitlines()[0] if str(error) else type(error).__name__, secret)
         raise AccountError(f"IMAP session with {endpoint_of(account).describe()} failed: {reason[:200]}") from None
 

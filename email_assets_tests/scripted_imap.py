@@ -3,7 +3,8 @@ unsolicited responses a test wants interleaved.
 
 Greeting, CAPABILITY, LOGIN and LOGOUT are answered as Dovecot answers them; any other
 command is answered with the untagged lines of the first script entry whose prefix it
-starts with (`{tag}` in a line becomes the command's tag), then `tag OK`. Every command
+starts with (`{tag}` in a line becomes the command's tag), then `tag OK`; a `CLOSE` line
+instead drops the connection there, as a server going away mid-answer. Every command
 received is kept in `commands`, so a test can also check what the client asked.
 """
 
@@ -13,6 +14,7 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 
+CLOSE = b"CLOSE"
 CAPABILITIES = (
     b"IMAP4rev1 LITERAL+ SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SPECIAL-USE NAMESPACE UIDPLUS "
     b"LIST-EXTENDED ESEARCH CONDSTORE QRESYNC MOVE"
@@ -65,6 +67,11 @@ class ScriptedImapServer:
                 lines = next((lines for prefix, lines in self.script if command.startswith(prefix)), None)
                 if lines is None:
                     writer.write(tag + b" BAD Error in IMAP command: not in the script\r\n")
+                elif CLOSE in lines:
+                    for untagged in lines[: lines.index(CLOSE)]:
+                        writer.write(untagged.replace(b"{tag}", tag) + b"\r\n")
+                    await writer.drain()
+                    break
                 else:
                     for untagged in lines:
                         writer.write(untagged.replace(b"{tag}", tag) + b"\r\n")

@@ -94,13 +94,21 @@ def test_without_condstore_flags_are_swept_on_a_cadence(plain_mail_user, instanc
     assert json.loads(swept.cursor)["work"]["INBOX"]["swept_at"] > 0
 
 
-@pytest.mark.parametrize("value", ["-1", "soon"])
-def test_a_bad_sweep_setting_is_one_line(value, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value", "read"),
+    [
+        ("EMAIL_ASSETS_FLAG_SWEEP_SECONDS", "-1", settings.flag_sweep_seconds),
+        ("EMAIL_ASSETS_FLAG_SWEEP_SECONDS", "soon", settings.flag_sweep_seconds),
+        ("EMAIL_ASSETS_SENSOR_CONCURRENCY", "0", settings.sensor_concurrency),
+        ("EMAIL_ASSETS_SENSOR_CONCURRENCY", "many", settings.sensor_concurrency),
+    ],
+)
+def test_a_bad_polling_setting_is_one_line(variable, value, read, monkeypatch) -> None:
     from email_assets.errors import ConfigurationError
 
-    monkeypatch.setenv("EMAIL_ASSETS_FLAG_SWEEP_SECONDS", value)
-    with pytest.raises(ConfigurationError, match="EMAIL_ASSETS_FLAG_SWEEP_SECONDS must be a whole number"):
-        settings.flag_sweep_seconds()
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=f"^{variable} must be a whole number"):
+        read()
 
 
 def test_search_filters_by_the_flags_the_server_has_now(mail_user, instance, capsys) -> None:

@@ -16,7 +16,7 @@ import pytest
 from email_assets.errors import AccountError
 from email_assets.mail import imap_wire as wire
 from email_assets.mail.imap_connect import ImapEndpoint, connect
-from email_assets_tests.scripted_imap import CAPABILITIES, ScriptedImapServer
+from email_assets_tests.scripted_imap import CAPABILITIES, CLOSE, ScriptedImapServer
 
 EXAMINE_INBOX = [
     b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)",
@@ -232,3 +232,26 @@ def test_untagged_kinds() -> None:
     assert wire.Untagged(b"SEARCH 1 2").kind == "SEARCH" and wire.Untagged(b"SEARCH 1 2").rest == b"1 2"
     assert wire.Untagged(b"7 FETCH (UID 9)").rest == b"(UID 9)"
     assert wire.search_uids([wire.Untagged(b"SEARCH 2 5 (MODSEQ 917)")]) == [2, 5]
+
+
+def test_a_server_gone_mid_answer_fails_the_sync_in_one_line(tmp_path) -> None:
+    """Half-way through a run's SEARCH the server goes away: a one-line AccountError, no traceback
+    of the reader, nothing stored, and the slot given back."""
+    from email_assets.pipeline import sync_account_days
+    from email_assets.storage.accounts import Account
+    from email_assets.storage.connection_slots import ConnectionSlots
+    from email_assets.storage.messages import MessageStore
+    from email_assets.storage.tables import message_locations
+
+    script = [
+        (b'LIST', [b'* LIST (\\HasNoChildren) "/" INBOX']),
+        (b"EXAMINE", EXAMINE_INBOX),
+        (b"UID SEARCH", [b"* 5 EXISTS", CLOSE]),
+    ]
+    store = MessageStore(f"sqlite:///{tmp_path / 'gone.sqlite'}")
+    with ScriptedImapServer(script) as server:
+        account = Account("work", "127.0.0.1", server.port, "user", "plain", [], 1, None, b"")
+        with pytest.raises(AccountError, match=r"^IMAP session with 127\.0\.0\.1:\d+ failed: connection lost"):
+            sync_account_days(account, "secret", store, [dt.date(2026, 11, 20)], None)
+    assert store.count(message_locations, "work", "2026-11-20") == 0
+    assert ConnectionSlots(store.url).try_acquire("work", 1, "next") == 0  # the one slot is free again

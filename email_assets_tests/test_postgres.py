@@ -62,6 +62,13 @@ def test_pipeline_on_postgres_tables_and_dagster_storage(mail_user, project_env,
     assert index.search("café", 5, MessageFilter(account="other")) == []
     [best, *_] = search_messages("naïve café", k=2)
     assert best["message_key"] == hard_key and best["subject"] == "Ünïcode 8-bit"
+    # Flags filter both sides of search on PostgreSQL too: the table's LIKE and Chroma's metadata.
+    mail_user.flag("2", "\\Flagged")
+    with dg.DagsterInstance.get() as instance:
+        assert materialize_partitions(instance, "work", [DAY])[0].success
+    assert [key for key, _ in index.search("body", 5, MessageFilter(flagged=True))] == [hard_key]
+    assert len(index.search("body", 5, MessageFilter(seen=False))) == 2
+    assert [hit["message_key"] for hit in search_messages("body", k=5, where=MessageFilter(flagged=True))] == [hard_key]
 
 
 def test_throwaway_cluster_when_no_server_answers() -> None:
