@@ -46,9 +46,11 @@ def mutated_real_mail(draw: st.DrawFn) -> bytes:
         body = body[: draw(st.integers(0, len(body)))]
     elif mutation == "charset":
         name = draw(st.sampled_from([b"x-unknown", b"utf-16", b"iso-2022-jp", b'"utf-8', b"", b"\xff\xfe"]))
-        head = re.sub(rb"(?i)charset=\"?[^\";\r\n]*\"?", b"charset=" + name, head)
+        head = re.sub(rb"(?i)charset=\"?[^\";\r\n]*\"?", lambda _match: b"charset=" + name, head)
     elif mutation == "boundary":
-        head = re.sub(rb'(?i)boundary="?[^";\r\n]*"?', b'boundary="' + draw(st.binary(max_size=80)) + b'"', head)
+        boundary = b'boundary="' + draw(st.binary(max_size=80)) + b'"'
+        # A function, not a template: drawn bytes such as b"\\1" must not read as a group reference.
+        head = re.sub(rb'(?i)boundary="?[^";\r\n]*"?', lambda _match: boundary, head)
     elif mutation == "garbage":
         at = draw(st.integers(0, len(body)))
         body = body[:at] + draw(st.binary(min_size=1, max_size=5000)) + body[at:]
