@@ -85,6 +85,8 @@ def poll_accounts(
 ) -> PollResult:
     """Poll `accounts` (see the module's docstring); `last_polled` is updated in place."""
     result = PollResult()
+    if not accounts:  # asyncio.wait refuses an empty set
+        return result
     started = time.monotonic()
 
     async def run() -> None:

@@ -95,6 +95,17 @@ class MailUser:
     def append(self, messages: list[tuple[bytes, dt.datetime]], folder: str = "INBOX") -> int:
         return self.server.append(self.name, messages, folder=folder)
 
+    def deliver(self, raw: bytes, internaldate: dt.datetime) -> None:
+        """Deliver `raw` to INBOX with this INTERNALDATE even in the future: Dovecot's APPEND
+        replaces a future date by the current time, a maildir file's mtime is taken as is."""
+        maildir = self.server.maildir(self.name)
+        owner = maildir.stat()
+        staged = maildir / "tmp" / f"{uuid.uuid4().hex}.delivered"
+        staged.write_bytes(raw)
+        os.chown(staged, owner.st_uid, owner.st_gid)
+        os.utime(staged, (internaldate.timestamp(), internaldate.timestamp()))
+        staged.rename(maildir / "new" / staged.name)
+
     @contextlib.contextmanager
     def session(self, folder: str | None = None, readonly: bool = False) -> Iterator[imaplib.IMAP4_SSL]:
         """A stdlib client logged in as this user (not the code under test), `folder` selected."""

@@ -15,7 +15,7 @@ from email_assets.embedding import embedder_from_spec
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, message_locations, parsed_emails, raw_messages
 from email_assets.storage.vectors import VectorStore
-from email_assets_tests.conftest import add_account, message, run_cli, utc
+from email_assets_tests.conftest import _new_user, add_account, message, run_cli, utc
 
 FIRST = dt.date(2026, 10, 20)
 MONTH = [FIRST + dt.timedelta(days=n) for n in range(30)]
@@ -192,3 +192,30 @@ def test_expunge_flag_change_and_move_reach_every_asset_in_one_tick_and_its_run(
     )
     assert len(today_chunks) == 2
     assert len(after["ids"]) == len(before["ids"]) - 1
+
+
+def test_mail_outside_the_partitions_never_stops_the_sensor_for_the_others(dovecot, instance, project_env) -> None:
+    """Retention 0: one account's mail starts in 2019 (before the partitions), another's server
+    dates a message 2099. Every tick still requests runs for everything else."""
+    day, later = dt.date(2026, 11, 20), dt.date(2026, 11, 22)
+    users = {name: _new_user(dovecot, name) for name in ("old", "future", "work")}
+    users["old"].append([(message("ancient", "From 2019."), utc(dt.date(2019, 3, 1))), (message("a", "A."), utc(day))])
+    users["future"].append([(message("f", "F."), utc(day))])  # creates the maildir deliver() writes to
+    users["future"].deliver(message("ahead", "A clock far ahead."), utc(dt.date(2099, 1, 1)))
+    users["work"].append([(message("w", "W."), utc(day))])
+    for name, user in users.items():
+        assert add_account(user, name) == 0
+
+    def embedded(names: list[str], on: dt.date) -> bool:
+        return {str(partition_key(name, on)) for name in names} <= embedded_partitions(instance)
+
+    with DagsterDaemon(project_env / "dagster_home", env={"EMAIL_ASSETS_SENSOR_INTERVAL_SECONDS": "5"}) as daemon:
+        wait_for(lambda: embedded(list(users), day), 400, f"first sync of every account\n{daemon.log_tail()}")
+        users["work"].append([(message("later", "Later."), utc(later))])  # a later tick, past the odd mail
+        wait_for(lambda: embedded(["work"], later), 300, f"work's new mail\n{daemon.log_tail()}")
+        wait_for(lambda: finished_runs(instance), 60, "runs finished")
+        log = daemon.log_path.read_text(errors="replace")
+    assert "DagsterUnknownPartitionError" not in log
+    assert "2019-03-01" in log and "2099-01-01" in log  # said once, with what would include it
+    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in instance.get_runs())
+    assert {key.split("|")[1] for key in embedded_partitions(instance)} == {day.isoformat(), later.isoformat()}

@@ -174,3 +174,38 @@ def test_an_unreachable_account_is_failing_in_accounts_list_and_on_the_tick(mail
         )
     assert tick(instance, second.cursor).skip_reason is None
     assert accounts.get("work").consecutive_failures == 0
+
+
+def test_no_account_is_a_skip_not_a_failed_tick(instance) -> None:
+    result = tick(instance, None)
+    assert result.run_requests == []
+    assert result.skip_reason is not None
+    assert "email-assets accounts add" in result.skip_reason.skip_message
+
+
+def test_mail_outside_the_partitions_is_dropped_for_its_account_only(mail_user, plain_mail_user, instance, capsys):
+    """Mail from 2019 (before the start date) and from 2099 (a server's future INTERNALDATE)
+    must not fail the tick: Dagster refuses a run for a key no partition has."""
+    mail_user.append(
+        [(message("old", "From before the partitions."), utc(dt.date(2019, 3, 1))), (message("now", "Now."), utc(DAY))]
+    )
+    mail_user.deliver(message("future", "From a broken clock."), utc(dt.date(2099, 1, 1)))
+    plain_mail_user.append([(message("other", "Another account's mail."), utc(DAY + dt.timedelta(days=1)))])
+    assert add_account(mail_user, "odd") == 0
+    assert add_account(plain_mail_user, "other") == 0
+
+    result = tick(instance, None)
+    assert requested(result) == ["odd|2026-11-20", "other|2026-11-21"]
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "outside the partitions" in line]
+    assert len(warnings) == 1 and "odd: mail dated 2019-03-01, 2099-01-01 is outside" in warnings[0], warnings
+
+    plain_mail_user.append([(message("more", "More mail."), utc(DAY + dt.timedelta(days=2)))])
+    after = tick(instance, result.cursor)  # the cursor moved on: the next tick works as usual
+    assert requested(after) == ["other|2026-11-22"]
+
+
+def test_schedule_asks_only_for_days_the_partitions_hold(instance, monkeypatch) -> None:
+    instance.add_dynamic_partitions("accounts", ["work"])
+    first_day = dt.datetime(2024, 1, 1, 0, 10, tzinfo=dt.UTC)  # the start date: no yesterday
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=first_day)
+    assert [described(r) for r in email_sync_schedule(context)] == ["work|2024-01-01"]

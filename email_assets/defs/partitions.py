@@ -5,6 +5,7 @@ today's partition exists: the sensor materializes today's mail as it arrives.
 """
 
 import datetime as dt
+from collections.abc import Iterable
 
 import dagster as dg
 
@@ -18,6 +19,23 @@ ACCOUNT_TAG = "email_assets/account"
 account_partitions = dg.DynamicPartitionsDefinition(name=ACCOUNTS)
 day_partitions = dg.DailyPartitionsDefinition(start_date=settings.start_date(), timezone="UTC", end_offset=1)
 account_day_partitions = dg.MultiPartitionsDefinition({"account": account_partitions, "date": day_partitions})
+
+
+def partition_days(now: dt.datetime | None = None) -> tuple[dt.date, dt.date]:
+    """The first and last day the date dimension holds at `now`: its start date through today."""
+    keys = day_partitions.get_partition_keys(current_time=now)  # end_offset=1: today is the last
+    first, last = keys[0], keys[-1]
+    return dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+
+
+def outside_partitions(days: Iterable[dt.date], now: dt.datetime | None = None) -> list[dt.date]:
+    """The days no partition holds: mail older than the start date or dated in the future.
+
+    A run requested for such a day fails Dagster's key validation, and in a sensor that
+    fails the whole tick for every account, so callers drop these days and say why.
+    """
+    first, last = partition_days(now)
+    return sorted(day for day in days if not first <= day <= last)
 
 
 def partition_key(account: str, day: dt.date | str) -> dg.MultiPartitionKey:

@@ -9,7 +9,7 @@ import datetime as dt
 import dagster as dg
 
 from email_assets.defs.jobs import email_sync_job
-from email_assets.defs.partitions import ACCOUNTS
+from email_assets.defs.partitions import ACCOUNTS, outside_partitions
 from email_assets.defs.run_requests import sync_requests
 
 
@@ -25,5 +25,6 @@ def email_sync_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunReq
     requests = []
     for account in context.instance.get_dynamic_partitions(ACCOUNTS):
         days = [today - dt.timedelta(days=1), today]
+        days = sorted(set(days) - set(outside_partitions(days, context.scheduled_execution_time)))
         requests.extend(sync_requests(account, days, stamp, trigger="schedule"))
     return requests

@@ -11,6 +11,7 @@ of any account added while DAGSTER_HOME was not reachable. Starts RUNNING: an op
 added an account expects its mail to arrive without another switch.
 """
 
+import datetime as dt
 import hashlib
 import json
 
@@ -19,7 +20,7 @@ import dagster as dg
 from email_assets import settings
 from email_assets.account_access import login_secret
 from email_assets.defs.jobs import email_sync_job
-from email_assets.defs.partitions import ACCOUNTS, account_partitions
+from email_assets.defs.partitions import ACCOUNTS, account_partitions, outside_partitions, partition_days
 from email_assets.defs.resources import CredentialsResource, MailStoreResource
 from email_assets.defs.run_requests import sync_requests
 from email_assets.polling import poll_accounts
@@ -27,6 +28,17 @@ from email_assets.storage.connection_slots import ConnectionSlots
 
 TICK_BUDGET_SECONDS = 40
 POLLED = "_polled"  # not an account name: those start with a letter or digit
+NO_ACCOUNTS = "no account registered yet: add one with `email-assets accounts add NAME ...`"
+
+
+def describe_outside(days: list[dt.date]) -> str:
+    """Why mail on `days` is not synced, and what would include it."""
+    first, last = partition_days()
+    shown = ", ".join(day.isoformat() for day in days[:3]) + (f" and {len(days) - 3} more" if len(days) > 3 else "")
+    return (
+        f"mail dated {shown} is outside the partitions ({first} to {last}) and is not synced; "
+        "an earlier EMAIL_ASSETS_START_DATE includes older mail, mail dated in the future waits for its day"
+    )
 
 
 @dg.sensor(
@@ -44,6 +56,8 @@ def mailbox_highwater_sensor(
     cursor = json.loads(context.cursor) if context.cursor else {}
     last_polled = cursor.pop(POLLED, {})
     accounts = mail_store.accounts().list()
+    if not accounts:  # a new install before `accounts add`, or the last account removed
+        return dg.SensorResult(skip_reason=NO_ACCOUNTS, cursor=context.cursor)
     registered = set(context.instance.get_dynamic_partitions(ACCOUNTS))
     missing = [account.name for account in accounts if account.name not in registered]
     window = mail_store.retention_window()
@@ -77,6 +91,9 @@ def mailbox_highwater_sensor(
         for folder in [*changes.resynced_folders, *changes.gone_folders]:  # stored days whose UIDs are void
             days |= store.location_days(name, folder)
         kept = [day for day in days if window.keeps(day)]
+        if outside := outside_partitions(kept):
+            kept = sorted(set(kept) - set(outside))
+            context.log.warning(f"{name}: {describe_outside(outside)}")
         if kept:
             context.log.info(f"{name}: {changes.describe()} on {len(kept)} day(s)")
         run_requests.extend(sync_requests(name, kept, marks, trigger="highwater"))
