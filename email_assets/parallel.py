@@ -3,6 +3,9 @@
 Small partitions run in-process: a worker pool costs ~0.1-0.3 s to start, more than
 parsing a few hundred messages. Workers come from a forkserver, not a plain fork, because
 a Dagster step process has background threads whose locks a forked child could inherit.
+Inside a daemonic process (a run in a Celery prefork worker) multiprocessing refuses to
+start children, so the work runs in-process there: the same rows, on one core. A Celery
+host gets its parallelism from its worker concurrency instead.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class CoreMap:
         self._pool: ProcessPoolExecutor | None = None
 
     def map(self, function: Callable[[In], Out], items: Sequence[In]) -> list[Out]:
-        if self.workers < 2 or len(items) < MIN_ITEMS_FOR_WORKERS:
+        if self.workers < 2 or len(items) < MIN_ITEMS_FOR_WORKERS or multiprocessing.current_process().daemon:
             return [function(item) for item in items]
         if self._pool is None:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"))

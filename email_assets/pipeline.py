@@ -36,6 +36,7 @@ from email_assets.storage.lexical import LexicalIndex
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails
 from email_assets.storage.vectors import VectorStore
+from email_assets.storage.writer_lock import ALL_PARTITIONS, vector_writer
 
 WRITE_BATCH = 200
 WORK_WINDOW = 2000
@@ -273,8 +274,8 @@ def embed_partition(
     day: str,
     run_id: str | None,
 ) -> StepReport:
-    """Chunk, embed and index one partition, as the store's only writer while it does."""
-    with vectors.exclusive_writer():
+    """Chunk, embed and index one partition, as the partition's only writer while it does."""
+    with vector_writer(vectors, store.url, f"{account}|{day}"):
         report = StepReport()
         model = embedder.model_name
         code_version = embedding_code_version(embedder)
@@ -371,6 +372,6 @@ def purge_before(store: MessageStore, vectors: VectorStore | None, cutoff_day: s
     """Delete everything of days before `cutoff_day`, vectors first so none is left orphaned."""
     if vectors is None:
         return store.delete_days_before(cutoff_day)
-    with vectors.exclusive_writer():
+    with vector_writer(vectors, store.url, ALL_PARTITIONS):
         vectors.delete(store.chunk_ids_before(cutoff_day, vectors.collection_name))
         return store.delete_days_before(cutoff_day)

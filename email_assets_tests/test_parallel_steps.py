@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,27 @@ def test_worker_processes_match_in_process(tmp_path: Path, monkeypatch: pytest.M
 
     assert _rows(pooled, parsed_emails) == _rows(serial, parsed_emails)
     assert _rows(pooled, cleaned_texts) == _rows(serial, cleaned_texts)
+
+
+def _parse_and_clean_in(path: str) -> None:
+    """Runs in a daemonic child, as a run does in a Celery prefork worker."""
+    parallel.MIN_ITEMS_FOR_WORKERS = 2  # the pool's path, were it allowed to start
+    store = _store_with_real_mail(Path(path))
+    parse_partition(store, "real", "2026-11-20", None)
+    clean_partition(store, "real", "2026-11-20", None)
+
+
+def test_a_daemonic_process_gets_the_same_rows_without_a_pool(tmp_path: Path) -> None:
+    serial = _store_with_real_mail(tmp_path / "serial.sqlite")
+    parse_partition(serial, "real", "2026-11-20", None)
+    clean_partition(serial, "real", "2026-11-20", None)
+
+    child = multiprocessing.get_context("spawn").Process(
+        target=_parse_and_clean_in, args=(str(tmp_path / "daemonic.sqlite"),), daemon=True
+    )
+    child.start()
+    child.join(300)
+    assert child.exitcode == 0  # "daemonic processes are not allowed to have children" made it 1
+    daemonic = MessageStore(f"sqlite:///{tmp_path / 'daemonic.sqlite'}")
+    assert _rows(daemonic, parsed_emails) == _rows(serial, parsed_emails)
+    assert _rows(daemonic, cleaned_texts) == _rows(serial, cleaned_texts)

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from email_assets import settings
 from email_assets.definitions import RESOURCES
 from email_assets.defs.materialize import materialize_partitions
+from email_assets.defs.partitions import MAX_RUN_SECONDS
 from email_assets.defs.schedules import email_sync_schedule
 from email_assets.defs.sensors import mailbox_highwater_sensor
 from email_assets.storage.accounts import AccountStore
@@ -37,6 +38,7 @@ def described(request: dg.RunRequest) -> str:
 def requested(result: dg.SensorResult) -> list[str]:
     for request in result.run_requests:
         assert request.tags["email_assets/account"]  # the run queue's per-account limit
+        assert request.tags["dagster/max_runtime"] == str(MAX_RUN_SECONDS)  # a lost worker's run ends
     return sorted(described(request) for request in result.run_requests)
 
 
@@ -119,6 +121,7 @@ def test_schedule_requests_today_and_yesterday_for_every_account(instance) -> No
     ]
     assert len({r.run_key for r in requests}) == 2
     assert {r.tags["email_assets/account"] for r in requests} == {"home", "work"}
+    assert {r.tags["dagster/max_runtime"] for r in requests} == {str(MAX_RUN_SECONDS)}
 
 
 def test_instance_config_caps_runs_per_account(instance, mail_user) -> None:

@@ -10,6 +10,8 @@ checks failed. New mail itself is still noticed by `mailbox_highwater_sensor`.
 
 import dagster as dg
 
+from email_assets.defs.partitions import RUN_LIMIT_TAGS
+
 FOLLOWS_UPSTREAM = (
     dg.AutomationCondition.eager().without(dg.AutomationCondition.in_latest_time_window())
     & dg.AutomationCondition.all_deps_blocking_checks_passed()
@@ -22,5 +24,6 @@ email_automation_sensor = dg.AutomationConditionSensorDefinition(
     target=dg.AssetSelection.assets(*DOWNSTREAM),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
+    run_tags=RUN_LIMIT_TAGS,
     description="Brings parsed_emails, cleaned_text and email_embeddings up to date with whatever upstream moved.",
 )

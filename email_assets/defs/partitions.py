@@ -15,6 +15,14 @@ ACCOUNTS = "accounts"
 # Set on every run the sensor, the schedule and `email-assets backfill` launch: the run queue
 # limits runs per account by it (range runs carry no `dagster/partition/account` tag).
 ACCOUNT_TAG = "email_assets/account"
+# Also on every run the project launches: a run whose worker host died (power, network, OOM
+# of the whole worker) stays STARTED forever, holding its account's queue slots; Dagster's
+# run monitoring fails it once it has run this long. Six hours is many times a 31-day range
+# run of a large mailbox; the instance's `run_monitoring.max_runtime_seconds` covers runs
+# launched from the UI.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+MAX_RUN_SECONDS = 6 * 3600
+RUN_LIMIT_TAGS = {MAX_RUNTIME_TAG: str(MAX_RUN_SECONDS)}
 
 account_partitions = dg.DynamicPartitionsDefinition(name=ACCOUNTS)
 day_partitions = dg.DailyPartitionsDefinition(start_date=settings.start_date(), timezone="UTC", end_offset=1)

@@ -16,6 +16,7 @@ import dagster as dg
 
 from email_assets import pipeline, settings
 from email_assets.credentials import KEYS_VARIABLE, SecretBox
+from email_assets.defs import hosts
 from email_assets.embedding import Embedder, embedder_from_spec
 from email_assets.errors import UserError
 from email_assets.mail.chunking import CHUNKER_VERSION
@@ -35,6 +36,10 @@ class MailStoreResource(dg.ConfigurableResource):
     database_url: Optional[str] = None  # noqa: UP045 - Dagster config types need Optional
     retention_days: Optional[str] = None  # noqa: UP045 - whole days; "0" keeps all
     keep_expunged: Optional[str] = None  # noqa: UP045 - "1" keeps mail deleted on the server
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        hosts.require_shared_database(context.instance, _value(self.database_url))
+        hosts.record_host(context)
 
     def url(self) -> str:
         return _value(self.database_url) or settings.database_url()
@@ -83,6 +88,9 @@ class ChromaResource(dg.ConfigurableResource):
     """A directory (embedded Chroma) or http://host:port (a `chroma run` server)."""
 
     location: Optional[str] = None  # noqa: UP045
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        hosts.require_shared_chroma(context.instance, _value(self.location))
 
     def vectors(self, embedding_model: str) -> VectorStore:
         return VectorStore(_value(self.location) or settings.chroma_location(), embedding_model)

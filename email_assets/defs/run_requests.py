@@ -4,7 +4,8 @@ A new account's history, a folder whose UIDVALIDITY changed, or many days with n
 become range runs of at most `settings.max_days_per_run()` days each, so a 30-day mailbox
 is one run (one IMAP session, the model loaded once) instead of thirty. Days far apart are
 not bridged by a long span of idle days: a span starts again when the next day is too far.
-Every run carries `ACCOUNT_TAG`, on which the run queue limits runs per account.
+Every run carries `ACCOUNT_TAG`, on which the run queue limits runs per account, and a
+maximum run time (`RUN_LIMIT_TAGS`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from email_assets import settings
-from email_assets.defs.partitions import ACCOUNT_TAG, partition_key, range_tags
+from email_assets.defs.partitions import ACCOUNT_TAG, RUN_LIMIT_TAGS, partition_key, range_tags
 
 
 def day_spans(days: Iterable[dt.date], max_days: int) -> list[tuple[dt.date, dt.date]]:
@@ -33,7 +34,7 @@ def sync_requests(account: str, days: Iterable[dt.date], run_key: str, trigger: 
     requests = []
     for first, last in day_spans(days, settings.max_days_per_run()):
         key = f"{account}|{first.isoformat()}..{last.isoformat()}|{run_key}"
-        tags = {"email_assets/trigger": trigger}
+        tags = {"email_assets/trigger": trigger, **RUN_LIMIT_TAGS}
         if first == last:
             requests.append(
                 dg.RunRequest(

@@ -4,7 +4,9 @@ Providers cap simultaneous connections per account (Gmail: 15, many hosts: 2-5) 
 answer the excess with errors that look like outages. Dagster's run-tag limit caps runs
 per account, but not a sensor tick or a second code location; a lease row per open
 session in the project's own database does, on SQLite and PostgreSQL alike. A lease
-expires on its own, so a killed process cannot hold a slot forever.
+expires on its own, so a killed process cannot hold a slot forever. Expiry is read from
+the database's clock, not each host's: with runs on several hosts, a host whose clock runs
+ahead would otherwise take every other host's live slots as expired.
 """
 
 from __future__ import annotations
@@ -37,8 +39,15 @@ class ConnectionSlots:
     def __init__(self, database_url: str) -> None:
         self.engine = engine_for(database_url)
 
+    def now(self) -> dt.datetime:
+        """The clock every host shares: PostgreSQL's; SQLite is one host's file, so that host's."""
+        if self.engine.dialect.name != "postgresql":
+            return dt.datetime.now(dt.UTC)
+        with self.engine.connect() as connection:
+            return connection.execute(sa.select(sa.func.now())).scalar_one().astimezone(dt.UTC)
+
     def try_acquire(self, account: str, limit: int, holder: str) -> int | None:
-        now = dt.datetime.now(dt.UTC)
+        now = self.now()
         with self.engine.begin() as connection:
             connection.execute(
                 sa.delete(connection_leases).where(
@@ -112,6 +121,6 @@ class ConnectionSlots:
                     connection_leases.c.slot == slot,
                     connection_leases.c.holder == holder,
                 )
-                .values(expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=LEASE_SECONDS))
+                .values(expires_at=self.now() + dt.timedelta(seconds=LEASE_SECONDS))
             )
             return bool(result.rowcount)
