@@ -18,6 +18,7 @@ from email_assets import settings
 from email_assets.storage.accounts import AccountStore
 from email_assets.storage.database import engine_for
 from email_assets.storage.tables import chunks, folder_state, raw_messages
+from email_assets.terminal import safe_text
 
 
 @dataclass
@@ -118,11 +119,12 @@ def read_status() -> StoreStatus:
 
 
 def format_status(status: StoreStatus) -> str:
+    """The human-readable status; a server's error text and every name are escaped (terminal.py)."""
     lines = [
-        f"data dir:  {status.data_dir}",
-        f"database:  {status.database}" + ("  (new: nothing stored yet)" if status.database_is_new else ""),
-        f"chroma:    {status.chroma}",
-        f"embedder:  {status.embedder}",
+        f"data dir:  {safe_text(status.data_dir)}",
+        f"database:  {safe_text(status.database)}" + ("  (new: nothing stored yet)" if status.database_is_new else ""),
+        f"chroma:    {safe_text(status.chroma)}",
+        f"embedder:  {safe_text(status.embedder)}",
     ]
     if not status.accounts:
         lines.append("accounts:  none (add one with `email-assets accounts add`)")
@@ -131,10 +133,10 @@ def format_status(status: StoreStatus) -> str:
     for account in status.accounts:
         health = account.health
         if account.consecutive_failures:
-            health += f" ({account.consecutive_failures} in a row: {account.last_error})"
+            health += f" ({account.consecutive_failures} in a row: {safe_text(account.last_error)})"
         synced = account.last_sync_at.strftime("%Y-%m-%d %H:%M UTC") if account.last_sync_at else "never"
         lines.append(
-            f"  {account.name}\t{account.login}\t{health}\t{account.messages} messages\t"
+            f"  {safe_text(account.name)}\t{safe_text(account.login)}\t{health}\t{account.messages} messages\t"
             f"{account.chunks} chunks\tlast sync {synced}"
         )
     return "\n".join(lines)

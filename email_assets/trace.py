@@ -10,8 +10,22 @@ from email_assets.errors import UserError
 from email_assets.mail.chunking import CHUNKER_VERSION
 from email_assets.storage.messages import MessageStore
 from email_assets.storage.vectors import VectorStore
+from email_assets.terminal import safe_text
 
 RAW_PREVIEW_BYTES = 2000
+_BODY_KEYS = {"text", "quoted_text", "signature_text", "preview"}  # printed as lines: LF and TAB stay
+
+
+def _escaped(value: Any, key: str = "") -> Any:
+    """The lineage with every string made safe to print (terminal.py): subjects, folder
+    names, bodies and defects all come from a sender or a server."""
+    if isinstance(value, str):
+        return safe_text(value, multiline=key in _BODY_KEYS)
+    if isinstance(value, dict):
+        return {name: _escaped(item, name) for name, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_escaped(item, key) for item in value]
+    return value
 
 
 def trace_chunk(chunk_id: str) -> dict[str, Any]:
@@ -94,6 +108,7 @@ def trace_chunk(chunk_id: str) -> dict[str, Any]:
 
 
 def format_trace(lineage: dict[str, Any]) -> str:
+    lineage = _escaped(lineage)
     parsed, cleaned, chunk, raw = lineage["parsed"], lineage["cleaned"], lineage["chunk"], lineage["raw"]
     lines = [
         f"chunk {lineage['chunk_id']}  (account {lineage['account']}, day {lineage['day']})",

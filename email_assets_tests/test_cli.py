@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from email_assets import settings
 from email_assets.credentials import generate_key
+from email_assets.storage.accounts import AccountStore
 from email_assets_tests.conftest import add_account, run_cli
 
 EXECUTABLE = shutil.which("email-assets") or str(Path(sys.executable).parent / "email-assets")
@@ -56,7 +58,7 @@ def test_keys_generate_prints_a_usable_key(project_env) -> None:
         (["accounts", "add", "work", "--host", "h", "--username", "u"], {}, "--password-stdin"),
         (["accounts", "test", "nobody"], {}, "no account named 'nobody'"),
         (["accounts", "remove", "nobody"], {}, "no account named 'nobody'"),
-        (["search", "x", "-k", "0"], {}, "must be a positive whole number"),
+        (["search", "x", "-k", "0"], {}, "argument -k: must be a whole number from 1 to 1000: '0'"),
         (["search", "x", "--since", "yesterday"], {}, "not a date"),
         (["trace", "no-such-chunk"], {}, "no chunk with id"),
         (["frobnicate"], {}, "invalid choice"),
@@ -70,6 +72,7 @@ def test_keys_generate_prints_a_usable_key(project_env) -> None:
     ],
 )
 def test_user_mistakes_are_one_line_errors(project_env, args, env, message) -> None:
+    AccountStore(settings.database_url())  # an existing, empty store: read-only commands refuse a missing one
     result = cli(*args, stdin="secret\n", env=env)
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("email-assets: error: ")
@@ -101,12 +104,14 @@ def test_keys_rotate_reencrypts_with_the_first_key(mail_user, project_env, monke
 
 
 def test_status_and_search_name_the_store_they_read(project_env) -> None:
-    """A CLI pointed at an empty data dir says so, instead of a quiet "no matches"."""
+    """A CLI pointed at a store with no accounts says so, instead of a quiet "no matches"
+    (one pointed at no store at all is an error: test_cli_input.py)."""
     data_dir = project_env / "data"
+    AccountStore(settings.database_url())
     status = cli("status")
     assert status.returncode == 0, status.stderr
     assert f"data dir:  {data_dir}" in status.stdout
-    assert f"database:  sqlite:///{data_dir / 'email_assets.sqlite'}  (new: nothing stored yet)" in status.stdout
+    assert f"database:  sqlite:///{data_dir / 'email_assets.sqlite'}\n" in status.stdout
     assert "accounts:  none" in status.stdout
     search = cli("search", "anything", "--json")
     assert search.returncode == 0 and search.stdout == ""

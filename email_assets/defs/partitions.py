@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import dagster as dg
 
 from email_assets import settings
+from email_assets.errors import ConfigurationError
 
 ACCOUNTS = "accounts"
 # Set on every run the sensor, the schedule and `email-assets backfill` launch: the run queue
@@ -32,8 +33,10 @@ account_day_partitions = dg.MultiPartitionsDefinition({"account": account_partit
 def partition_days(now: dt.datetime | None = None) -> tuple[dt.date, dt.date]:
     """The first and last day the date dimension holds at `now`: its start date through today."""
     keys = day_partitions.get_partition_keys(current_time=now)  # end_offset=1: today is the last
-    first, last = keys[0], keys[-1]
-    return dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    if not keys:
+        start = day_partitions.start.date()
+        raise ConfigurationError(f"EMAIL_ASSETS_START_DATE {start} is after today: the day partitions are empty")
+    return dt.date.fromisoformat(keys[0]), dt.date.fromisoformat(keys[-1])
 
 
 def outside_partitions(days: Iterable[dt.date], now: dt.datetime | None = None) -> list[dt.date]:
