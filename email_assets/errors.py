@@ -15,3 +15,8 @@ class ConfigurationError(UserError):
 
 class AccountError(UserError):
     """An account that cannot be used: unknown name, failed login, unreachable host."""
+
+
+class ServerProtocolError(AccountError):
+    """A server whose answer breaks the IMAP protocol or our bounds (an ESEARCH naming more
+    UIDs than the folder holds, say): one line naming the server and the folder."""

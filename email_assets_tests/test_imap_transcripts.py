@@ -15,6 +15,7 @@ import pytest
 
 from email_assets.errors import AccountError
 from email_assets.mail import imap_wire as wire
+from email_assets.mail.command_reader import CommandError
 from email_assets.mail.imap_connect import ImapEndpoint, connect
 from email_assets_tests.scripted_imap import CAPABILITIES, CLOSE, ScriptedImapServer
 
@@ -108,7 +109,7 @@ def test_list_reads_quoted_atom_and_literal_names() -> None:
                 b'* LIST (\\Noselect \\HasChildren) "/" Archive',
                 b'* LIST (\\HasNoChildren \\Junk) "/" Junk',
                 b'* LIST (\\HasNoChildren) "/" "Entw&APw-rfe"',
-                b'* LIST (\\HasNoChildren) NIL Flat',
+                b"* LIST (\\HasNoChildren) NIL Flat",
             ],
         )
     ]
@@ -182,7 +183,7 @@ def test_changes_since_reads_flags_and_vanished() -> None:
         return await session.changes_since(20)
 
     changes, _ = _run(script, body)
-    assert changes.vanished == [1, 2, 3, 7]
+    assert list(changes.vanished) == [1, 2, 3, 7] and changes.vanished.ranges == ((1, 3), (7, 7))
     assert changes.flags == {9: ("\\Flagged", "\\Recent"), 11: ("\\Seen",)}
 
 
@@ -192,10 +193,10 @@ def test_message_dates_skip_unsolicited_flag_updates() -> None:
         (
             b"UID FETCH 9,11 (UID INTERNALDATE RFC822.SIZE)",
             [
-                b"* 2 FETCH (UID 9 INTERNALDATE \"20-Nov-2026 10:00:00 +0100\" RFC822.SIZE 120)",
+                b'* 2 FETCH (UID 9 INTERNALDATE "20-Nov-2026 10:00:00 +0100" RFC822.SIZE 120)',
                 b"* 4 FETCH (UID 12 FLAGS (\\Seen) MODSEQ (40))",  # unsolicited, with a UID under QRESYNC
                 b"* 3 EXPUNGE",  # unsolicited
-                b"* 3 FETCH (UID 11 INTERNALDATE \"21-Nov-2026 00:30:00 -0500\" RFC822.SIZE 80)",
+                b'* 3 FETCH (UID 11 INTERNALDATE "21-Nov-2026 00:30:00 -0500" RFC822.SIZE 80)',
             ],
         ),
     ]
@@ -211,6 +212,27 @@ def test_message_dates_skip_unsolicited_flag_updates() -> None:
     ]
 
 
+def test_a_reply_past_its_bounds_fails_the_command_in_one_line() -> None:
+    """Unsolicited responses without end during an EXAMINE, or a few huge ones: the command
+    fails at the response count or byte bound (here made small), not at its timeout, and
+    the connection, with the rest of the reply unread, is dropped."""
+    flood = [b"* 3 FETCH (FLAGS (\\Seen))"] * 100
+    huge = [b"* OK " + b"x" * 5000] * 3
+
+    async def body(session):  # noqa: ANN001, ANN202
+        session.limits = wire.WireLimits(max_responses=50, max_reply_bytes=10_000)
+        with pytest.raises(CommandError) as raised:
+            await session.examine("INBOX")
+        with pytest.raises(CommandError, match="connection lost"):
+            await session.status("INBOX")
+        return str(raised.value)
+
+    for lines in (EXAMINE_INBOX + flood, huge):
+        error, commands = _run([(b'EXAMINE "INBOX"', lines)], body)
+        assert error == "EXAMINE answered with a reply over 10000 bytes or 50 responses"
+        assert commands[-1] == b'EXAMINE "INBOX"'
+
+
 def test_a_refused_command_is_one_line() -> None:
     async def body(session):  # noqa: ANN001, ANN202
         return await session.examine("Nope")
@@ -220,18 +242,47 @@ def test_a_refused_command_is_one_line() -> None:
 
 
 def test_uid_sets_round_trip() -> None:
-    assert wire.parse_uid_set(b"1:3,7,9:8") == [1, 2, 3, 7, 8, 9]
+    assert wire.parse_uid_set(b"1:3,7,9:8", 6) == [1, 2, 3, 7, 8, 9]
     uids = [1, 2, 3, 5, 100, 101]
-    assert wire.parse_uid_set(wire.uid_set(uids).encode()) == uids
-    with pytest.raises(ValueError, match="not a UID set"):
-        wire.parse_uid_set(b"1:*")
+    assert wire.parse_uid_set(wire.uid_set(uids).encode(), 6) == uids
+    for bad in (b"1:*", b"0:3", b"1:4294967296", b"1,,2", b"9" * 5000):
+        with pytest.raises(wire.WireError):
+            wire.parse_uid_ranges(bad)
+
+
+def test_uid_sets_stay_ranges_until_bounded() -> None:
+    """`1:4294967295` is four billion UIDs: kept as one range, refused past the folder's
+    message count, clipped below its UIDNEXT, and looked up without being expanded."""
+    everything = wire.parse_uid_ranges(b"5,1:4294967295,7")
+    assert everything.ranges == ((1, 4294967295),) and len(everything) == 4294967295
+    assert 4294967295 in everything and 0 not in everything
+    with pytest.raises(wire.WireError, match="names 4294967295 UIDs, more than the 4 the folder can hold"):
+        everything.expand(4)
+    assert everything.below(12).ranges == ((1, 11),)
+    assert list(wire.parse_uid_ranges(b"9:7,2,3").below(9)) == [2, 3, 7, 8]
+    answer = [wire.Untagged(b'ESEARCH (TAG "A1") UID ALL 1:4294967295')]
+    with pytest.raises(wire.WireError, match="SEARCH answer names 4294967295 UIDs"):
+        wire.search_uids(answer, "A1", most=4)
+    vanished = wire.vanished_uids([wire.Untagged(b"VANISHED (EARLIER) 1:4294967295")], uidnext=12)
+    assert vanished.ranges == ((1, 11),)
+
+
+def test_malformed_internaldates_are_value_errors_in_one_line() -> None:
+    assert wire.parse_internaldate(b" 1-Nov-2026 10:00:00 +0100") == dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
+    for bad in (b"yesterday", b"31-Feb-2026 10:00:00 +0000", b"01-Foo-2026 10:00:00 +0000", b"01-Jan-2026 25:00:00"):
+        with pytest.raises(ValueError, match="malformed INTERNALDATE"):
+            wire.parse_internaldate(bad)
+    item = wire.parse_fetch_response(b'(UID 7 INTERNALDATE "32-Nov-2026 10:00:00 +0000" RFC822.SIZE 3)')
+    assert item is not None and "internaldate" not in item
+    assert item["internaldate_error"] == "32-Nov-2026 10:00:00 +0000"
+    assert wire.parse_fetch_response(b"(UID " + b"9" * 5000 + b" FLAGS ())") is None  # no 5,000-digit int()
 
 
 def test_untagged_kinds() -> None:
     assert wire.Untagged(b"23 EXISTS").kind == "EXISTS" and wire.Untagged(b"23 EXISTS").number == 23
     assert wire.Untagged(b"SEARCH 1 2").kind == "SEARCH" and wire.Untagged(b"SEARCH 1 2").rest == b"1 2"
     assert wire.Untagged(b"7 FETCH (UID 9)").rest == b"(UID 9)"
-    assert wire.search_uids([wire.Untagged(b"SEARCH 2 5 (MODSEQ 917)")]) == [2, 5]
+    assert wire.search_uids([wire.Untagged(b"SEARCH 2 5 (MODSEQ 917)")], most=2) == [2, 5]
 
 
 def test_a_server_gone_mid_answer_fails_the_sync_in_one_line(tmp_path) -> None:
@@ -244,7 +295,7 @@ def test_a_server_gone_mid_answer_fails_the_sync_in_one_line(tmp_path) -> None:
     from email_assets.storage.tables import message_locations
 
     script = [
-        (b'LIST', [b'* LIST (\\HasNoChildren) "/" INBOX']),
+        (b"LIST", [b'* LIST (\\HasNoChildren) "/" INBOX']),
         (b"EXAMINE", EXAMINE_INBOX),
         (b"UID SEARCH", [b"* 5 EXISTS", CLOSE]),
     ]

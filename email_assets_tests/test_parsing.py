@@ -146,6 +146,23 @@ def test_bounce_keeps_the_report_text_and_the_returned_message() -> None:
     assert "message/rfc822" in [a.content_type for a in parsed.attachments]
 
 
+def test_text_part_with_nul_bytes_keeps_its_text() -> None:
+    """A declared text/plain part that is valid UTF-8 apart from its NULs (one byte in
+    eight here) is text with a defect, not binary: its words stay searchable."""
+    words = "Überweisung der Rechnung 4711 bis Freitag, grüße aus Köln. ".encode() * 20
+    padded = b"".join(words[start : start + 7] + b"\x00" for start in range(0, len(words), 7))
+    raw = b"Subject: nul\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    parsed = parse_message(raw + padded, INTERNALDATE)
+    row = parsed.as_row()
+    assert row["text_body"].startswith("Überweisung der Rechnung 4711 bis Freitag, grüße aus Köln.")
+    assert row["text_body"].strip() == words.decode().strip() and "\x00" not in row["text_body"]
+    assert "part text/plain: NUL bytes removed from the text" in parsed.defects
+    assert not parsed.attachments and not any("binary data" in defect for defect in parsed.defects)
+    # NULs around bytes that are not UTF-8 are still binary
+    binary = parse_message(raw + bytes([0, 0xFF, 0xFE, 0x41]) * 500, INTERNALDATE)
+    assert binary.text_body is None and any("binary data, not text" in defect for defect in binary.defects)
+
+
 def test_outlook_msg_file_is_a_defect_not_garbage_text() -> None:
     parsed = parse(FIXTURES / "mail-parser/mail_outlook_1")
     assert parsed.text_body is None and parsed.html_body is None

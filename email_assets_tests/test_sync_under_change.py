@@ -49,8 +49,8 @@ def test_a_sync_while_mail_is_appended_and_expunged(mail_user, store, monkeypatc
             await asyncio.to_thread(changed.wait, 10)
         return status
 
-    async def spying(protocol, command: str, timeout: float) -> Reply:  # noqa: ANN001
-        reply = await run_command(protocol, command, timeout)
+    async def spying(protocol, command: str, *args: object) -> Reply:  # noqa: ANN001 - run_command's own
+        reply = await run_command(protocol, command, *args)
         verb = " ".join(command.split()[:2]) if command.startswith("UID ") else command.split()[0]
         for response in reply.untagged:
             if response.kind in {"EXISTS", "EXPUNGE", "VANISHED"} or (response.kind == "FETCH" and verb != "UID FETCH"):

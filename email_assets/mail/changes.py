@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from email_assets.mail.imap_session import FolderStatus, ImapSession
+from email_assets.mail.imap_wire import UidRanges
 from email_assets.mail.records import stored_flags
 from email_assets.mail.sync import utc_day
 
 FolderMarks = dict[str, dict[str, int]]
 FLAG_SWEEP_SECONDS = 3600
+_VANISHED_LOOKUP_MOST = 50_000  # vanished UIDs looked up one by one; more: the stored ones are scanned
 
 
 class StoredLocations(Protocol):
@@ -58,6 +60,19 @@ class MailboxChanges:
 
     def describe(self) -> str:
         return f"{self.new} new, {self.expunged} expunged, {self.flag_changes} flag change(s)"
+
+
+def _stored_among(
+    vanished: UidRanges, stored: StoredLocations, account: str, folder: str, uidvalidity: int
+) -> list[int]:
+    """The stored UIDs among those a QRESYNC server says vanished. The set stays ranges (a
+    server may send `1:4294967295`): a small one is looked up UID by UID, a big one is
+    matched against the folder's stored UIDs, which are bounded by what we keep."""
+    if not vanished:
+        return []
+    if len(vanished) <= _VANISHED_LOOKUP_MOST:
+        return list(vanished)
+    return sorted(uid for uid in stored.stored_locations(account, folder, uidvalidity) if uid in vanished)
 
 
 def _unchanged(status: FolderStatus, before: dict[str, int], sweep_due: bool) -> bool:
@@ -115,7 +130,7 @@ async def detect_changes(
         server_flags: dict[int, tuple[str, ...]] = {}
         if status.highestmodseq and before.get("highestmodseq"):
             found = await session.changes_since(before["highestmodseq"])
-            gone, server_flags = found.vanished, found.flags
+            gone, server_flags = _stored_among(found.vanished, stored, account, folder, status.uidvalidity), found.flags
         count_says_expunged = "messages" not in before or selected.messages < before["messages"] + len(new_uids)
         if count_says_expunged and not (qresync and before.get("highestmodseq")):
             on_server = set(await session.all_uids())

@@ -228,19 +228,33 @@ def _payload_bytes(part: Message, defects: list[str], where: str) -> bytes:
     return payload or b""
 
 
-_CONTROL_BYTES = bytes(range(0, 9)) + bytes(range(14, 32))  # NUL included; tab, LF, CR, FF not
+_CONTROL_BYTES = bytes(range(1, 9)) + bytes(range(14, 32))  # tab, LF, CR, FF are text; NUL is judged apart
 
 
 def _looks_binary(payload: bytes) -> bool:
-    """A high share of NUL and control bytes: an Outlook .msg, an image, not text.
+    """A high share of control bytes, or of NULs around bytes that are not UTF-8: an
+    Outlook .msg, an image, not text.
 
-    A stray NUL in a text body is a defect to strip (`storable_text`), not a reason to
-    throw the whole body away.
+    NULs alone do not make a part binary: a declared text part that is valid UTF-8 once
+    its NULs are gone (a buggy mailer's padding, undeclared UTF-16 ASCII) is text with a
+    defect, its NULs stripped (`storable_text`), so its words stay searchable.
     """
     sample = payload[:4096]
     if not sample:
         return False
-    return len(sample) - len(sample.translate(None, _CONTROL_BYTES)) > len(sample) // 10
+    without_nul = sample.replace(b"\x00", b"")
+    if len(without_nul) - len(without_nul.translate(None, _CONTROL_BYTES)) > len(sample) // 10:
+        return True
+    return len(sample) - len(without_nul) > len(sample) // 10 and not _is_utf8(without_nul)
+
+
+def _is_utf8(sample: bytes) -> bool:
+    """Valid UTF-8, allowing a sequence cut off at the end of the sample."""
+    try:
+        sample.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.reason == "unexpected end of data" and error.start >= len(sample) - 3
+    return True
 
 
 def _looks_like_html(text: str) -> bool:
@@ -297,8 +311,9 @@ def _visit(part: Message, parsed: ParsedEmail, forwarded: list[Message], is_chil
             parsed.defects.append(f"{where}: binary data, not text ({len(payload)} bytes); kept out of the body")
             parsed.attachments.append(Attachment(filename, "application/octet-stream", len(payload), False))
             return []
-        if b"\x00" in payload:
+        if b"\x00" in payload and not charset.startswith(("utf-16", "utf-32")):
             parsed.defects.append(f"{where}: NUL bytes removed from the text")
+            payload = payload.replace(b"\x00", b"")  # before decoding: a NUL may split a UTF-8 sequence
         text = decode_bytes(payload, charset or None, parsed.defects, where)
         if content_type == "text/plain":
             parsed.text_body = (parsed.text_body + "\n\n" + text) if parsed.text_body else text

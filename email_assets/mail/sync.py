@@ -63,6 +63,11 @@ class SyncReport:
     removed: dict[str, int] = field(default_factory=dict)
     linked: dict[str, int] = field(default_factory=dict)  # known by server id: located, not downloaded
     flags_changed: dict[str, int] = field(default_factory=dict)  # stored copies whose flags followed the server
+    # Messages the server served unusably (malformed INTERNALDATE, body over the size limit):
+    # not stored, one line each (the first 100), and how many in all.
+    defects: list[str] = field(default_factory=list)
+    defect_count: int = 0
+    ignored_answers: int = 0  # FETCH answers for UIDs not asked for: dropped, never stored
 
     def add(self, counter: dict[str, int], day: dt.date, amount: int) -> None:
         counter[day.isoformat()] = counter.get(day.isoformat(), 0) + amount
@@ -127,6 +132,17 @@ class _BackgroundWriter:
             return
         await self.put(None)
         await self._task
+
+
+def _take_defects(session: ImapSession, report: SyncReport, progress: Callable[[str], None]) -> None:
+    """What the server served unusably so far, into the report and the run's log: a
+    skipped message is never silent."""
+    for line in session.defects[len(report.defects) :]:
+        progress(f"skipped: {line}")
+    if session.ignored_answers > report.ignored_answers:
+        progress(f"{session.ignored_answers} FETCH answer(s) for UIDs not asked for ignored")
+    report.defects = list(session.defects)
+    report.defect_count, report.ignored_answers = session.defect_count, session.ignored_answers
 
 
 def utc_day(moment: dt.datetime) -> dt.date:
@@ -221,9 +237,14 @@ async def sync_days(
         # is dated only now, with one more batched FETCH), not if it was expunged meanwhile.
         received = {uid for day_set in present.values() for _, uid in day_set}
         missing = [uid for uid in to_fetch if uid not in received]
-        for item in await session.message_dates(missing) if missing else []:
+        ignored_before = session.ignored_answers
+        dated = await session.message_dates(missing) if missing else []
+        for item in dated:
             if (day := utc_day(item.internaldate)) in wanted:
                 report.add(report.failures, day, 1)
+        if session.ignored_answers > ignored_before:  # answered for another UID: not "expunged meanwhile"
+            for uid in sorted(set(missing) - {item.uid for item in dated}):
+                session.record_defect(f"UID {uid}: answered only under another UID; not stored")
         for day in days:
             report.add(report.on_server, day, len(present[day]))
             if keep_expunged:  # keep everything stored for this folder except stale UIDVALIDITY
@@ -237,6 +258,7 @@ async def sync_days(
         sink.record_folder_state(
             account, folder, status.uidvalidity, status.uidnext, max(candidates, default=0), status.messages
         )
+        _take_defects(session, report, progress)
     # A folder no longer on the server (deleted, or renamed: its mail is found again under
     # the new name above) takes its copies on these days with it, unless kept as an archive.
     for folder in [] if keep_expunged else sorted(sink.stored_folders(account, days) - set(folders)):
