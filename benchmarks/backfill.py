@@ -41,7 +41,9 @@ from email_assets.storage.vectors import VectorStore
 
 def one_process(server: DovecotServer, workdir: Path, days: list) -> float:
     store = MessageStore(f"sqlite:///{workdir / 'one.sqlite'}")
-    account = Account("bench", server.host, server.imaps_port, USER, "ssl", ["INBOX"], 2, str(server.ca_file), b"")
+    account = Account(
+        "bench", server.host, server.imaps_port, USER, "ssl", ["INBOX"], 2, server.ca_file.read_text(), b""
+    )
     started = time.perf_counter()
     pipeline.sync_account_days(account, PASSWORD, store, days, None)
     embedder = embedder_from_spec("local")

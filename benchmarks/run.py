@@ -169,7 +169,9 @@ def main() -> int:
         # Each contender runs `--repeat` times, interleaved, and its median counts: on a
         # shared 2-core machine single runs vary by +-20%. Ours runs first, so that the peak
         # RSS read after its first run is ours, not imaplib's (which holds the whole response).
-        account = Account("bench", server.host, server.imaps_port, USER, "ssl", ["INBOX"], 2, str(server.ca_file), b"")
+        account = Account(
+            "bench", server.host, server.imaps_port, USER, "ssl", ["INBOX"], 2, server.ca_file.read_text(), b""
+        )
         runs: dict[str, list[float]] = {"ours": [], "bare": [], "mbsync": []}
         ours_rss_mb = 0.0
         for repeat in range(args.repeat):

@@ -191,7 +191,7 @@ def fallback_benchmark(workdir: Path, messages: int, repeat: int) -> dict[str, l
         for kind, server in servers.items():
             store = MessageStore(f"sqlite:///{workdir / f'{kind}.sqlite'}")
             account = Account(
-                kind, server.host, server.imaps_port, "big", "ssl", ["INBOX"], 2, str(server.ca_file), b""
+                kind, server.host, server.imaps_port, "big", "ssl", ["INBOX"], 2, server.ca_file.read_text(), b""
             )
             started = time.perf_counter()
             pipeline.sync_account_days(account, "pw-big-folder", store, days, None)
@@ -202,7 +202,7 @@ def fallback_benchmark(workdir: Path, messages: int, repeat: int) -> dict[str, l
 
         async def detect(kind: str, previous: dict, sweep_seconds: float = 3600) -> tuple[float, object]:
             server = servers[kind]
-            endpoint = ImapEndpoint(server.host, server.imaps_port, "ssl", str(server.ca_file), 60)
+            endpoint = ImapEndpoint(server.host, server.imaps_port, "ssl", server.ca_file.read_text(), 60)
             async with connect(endpoint, "big", "pw-big-folder") as session:
                 began = time.perf_counter()
                 changes = await detect_changes(

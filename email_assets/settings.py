@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from email_assets.errors import ConfigurationError
 
 DEFAULT_START_DATE = "2024-01-01"
 DEFAULT_RETENTION_DAYS = 30
+DATA_DIR_VARIABLE = "EMAIL_ASSETS_DATA_DIR"
+PRIVATE_DIRECTORY = 0o700
 
 
 def data_dir() -> Path:
@@ -23,19 +26,35 @@ def data_dir() -> Path:
     Not the working directory: the CLI, `dagster dev` and run workers may start in
     different places and must all find the same stores.
     """
-    configured = os.environ.get("EMAIL_ASSETS_DATA_DIR")
+    configured = os.environ.get(DATA_DIR_VARIABLE)
     if configured:
         return Path(configured).expanduser()
     xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(xdg) / "email_assets"
 
 
+def private_directory(path: Path, variable: str = DATA_DIR_VARIABLE) -> Path:
+    """Create `path` readable by its owner only (0700), since it holds mail, and take group
+    and other access away from one an earlier release made 0755. A path that cannot be a
+    directory is one line naming `variable`, the setting that chose it."""
+    try:
+        path.mkdir(mode=PRIVATE_DIRECTORY, parents=True, exist_ok=True)
+        status = path.stat()
+        if status.st_mode & 0o077 and status.st_uid == os.geteuid():
+            path.chmod(stat.S_IMODE(status.st_mode) & PRIVATE_DIRECTORY)
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise ConfigurationError(
+            f"cannot use {path} as a directory ({reason}): set {variable} to a directory you can write"
+        ) from None
+    return path
+
+
 def database_url() -> str:
     url = os.environ.get("EMAIL_ASSETS_DATABASE_URL")
     if url:
         return url
-    path = data_dir() / "email_assets.sqlite"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = private_directory(data_dir()) / "email_assets.sqlite"
     return f"sqlite:///{path}"
 
 
@@ -43,7 +62,7 @@ def chroma_location() -> str:
     location = os.environ.get("EMAIL_ASSETS_CHROMA")
     if location:
         return location
-    return str(data_dir() / "chroma")
+    return str(private_directory(data_dir()) / "chroma")
 
 
 def embedder_spec() -> str:

@@ -65,8 +65,11 @@ def test_secret_box_rotation_and_fail_fast_errors() -> None:
     assert both.decrypt(token) == "hunter2"
     rotated = both.rotate(token)
     assert SecretBox([new]).decrypt(rotated) == "hunter2"
+    unset = SecretBox.from_keys_string("")  # fails at first use, where it can say which key will do
     with pytest.raises(ConfigurationError, match="EMAIL_ASSETS_FERNET_KEYS is not set.*keys generate"):
-        SecretBox.from_keys_string("")
+        unset.encrypt("hunter2")
+    with pytest.raises(ConfigurationError, match="EMAIL_ASSETS_FERNET_KEYS is not set.*key that encrypted it"):
+        unset.decrypt(token, "work")
     with pytest.raises(ConfigurationError, match="key #2 is not a valid Fernet key"):
         SecretBox.from_keys_string(f"{new},not-a-key")
     with pytest.raises(ConfigurationError) as error:

@@ -49,7 +49,7 @@ def account_for(
         security=security,
         folders=folders or [],
         max_connections=max_connections,
-        ca_file=str(server.ca_file) if ca else None,
+        ca_certificate=server.ca_file.read_text() if ca else None,
         encrypted_secret=b"unused",
     )
 

@@ -35,7 +35,7 @@ def _account(name: str, port: int, mail_user=None) -> Account:  # noqa: ANN001
         security="ssl" if mail_user else "plain",
         folders=["INBOX"],
         max_connections=2,
-        ca_file=str(server.ca_file) if server else None,
+        ca_certificate=server.ca_file.read_text() if server else None,
         encrypted_secret=b"",
     )
 

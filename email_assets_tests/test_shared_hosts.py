@@ -158,3 +158,31 @@ def test_every_run_records_the_host_that_executed_it(mail_user, instance) -> Non
     assert add_account(mail_user, "work") == 0
     [result] = materialize_partitions(instance, "work", [dt.date(2026, 11, 20)])
     assert instance.get_run_by_id(result.run_id).tags[HOST_TAG] == socket.gethostname()
+
+
+def test_the_ca_certificate_travels_with_the_account(mail_user, instance, tmp_path, capsys) -> None:
+    """A worker host has no copy of the CA file given to `accounts add` on another host."""
+    from email_assets import settings
+    from email_assets.defs.materialize import materialize_partitions
+    from email_assets.storage.accounts import AccountStore
+    from email_assets.storage.messages import MessageStore
+    from email_assets.storage.tables import raw_messages
+    from email_assets_tests.conftest import run_cli
+
+    day = dt.date(2026, 11, 20)
+    mail_user.append([(message("a", "verified over TLS"), utc(day))])
+    not_pem = tmp_path / "not-a-ca.pem"
+    not_pem.write_text("hello")
+    assert add_account(mail_user, "bad", ["--ca-file", str(not_pem)]) == 2  # the last --ca-file counts
+    assert "holds no PEM certificate" in capsys.readouterr().err
+
+    copied = tmp_path / "ca-on-the-adding-host.pem"
+    copied.write_bytes(mail_user.server.ca_file.read_bytes())
+    where = ["--host", mail_user.server.host, "--port", str(mail_user.server.imaps_port), "--username", mail_user.name]
+    command = ["accounts", "add", "work", *where, "--password-stdin", "--ca-file", str(copied)]
+    assert run_cli(command, stdin=mail_user.password + "\n") == 0
+    copied.unlink()  # as on another host
+    assert AccountStore(settings.database_url()).get("work").ca_certificate == mail_user.server.ca_file.read_text()
+    [result] = materialize_partitions(instance, "work", [day])
+    assert result.success
+    assert MessageStore(settings.database_url()).count(raw_messages, "work", day.isoformat()) == 1

@@ -29,10 +29,13 @@ def read_token(source: str) -> str:
             result = subprocess.run(
                 shlex.split(value), capture_output=True, text=True, timeout=TOKEN_COMMAND_TIMEOUT, check=False
             )
+        except ValueError:  # shlex: an unclosed quote
+            raise AccountError("the OAuth2 token command is not valid shell words: add the account again") from None
         except (OSError, subprocess.TimeoutExpired) as error:
             raise AccountError(f"the OAuth2 token command could not run: {type(error).__name__}") from None
         token = result.stdout.strip()
         if result.returncode != 0 or not token:
             raise AccountError(f"the OAuth2 token command exited with status {result.returncode} and no token")
         return token
-    raise AccountError(f"OAuth2 token source must be env:NAME or command:CMD, got {source!r}")
+    # Not echoed: a mistyped source may be the token itself.
+    raise AccountError("the OAuth2 token source must be env:NAME or command:CMD: add the account again")

@@ -1,13 +1,16 @@
 """Engine creation and the one dialect-specific write: an idempotent upsert.
 
 SQLite (embedded default) and PostgreSQL both support INSERT ... ON CONFLICT, which is
-what makes re-materializing a partition a no-op instead of a duplicate.
+what makes re-materializing a partition a no-op instead of a duplicate. A SQLite file
+holds all the mail, so it is created readable by its owner only; SQLite gives its -wal
+and -shm files the database's permissions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import operator
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -20,24 +23,95 @@ from sqlalchemy.dialects import postgresql
 from email_assets.errors import ConfigurationError
 from email_assets.storage.tables import UTCDateTime, metadata
 
+URL_VARIABLE = "EMAIL_ASSETS_DATABASE_URL"
+PRIVATE_FILE = 0o600
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
+
 
 @lru_cache(maxsize=8)
 def engine_for(url: str) -> sa.Engine:
-    """One engine per URL per process, with the schema created on first use."""
+    """One engine per URL per process, with the schema created on first use.
+
+    Every way the URL or the database can be wrong is one line naming the variable.
+    """
     try:
         if url.startswith("sqlite"):
+            _private_sqlite_file(url)
             engine = sa.create_engine(url, connect_args={"timeout": 60})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = sa.create_engine(url, pool_pre_ping=True)
         metadata.create_all(engine)
-        _add_new_columns(engine)
-    except sa.exc.ArgumentError:
-        raise ConfigurationError("EMAIL_ASSETS_DATABASE_URL is not a valid SQLAlchemy URL") from None
-    except sa.exc.OperationalError as error:
+        _migrate(engine)
+    except (sa.exc.ArgumentError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigurationError(
+            f"{URL_VARIABLE} is not a valid SQLAlchemy URL ({reason}): use sqlite:///PATH or postgresql+psycopg://..."
+        ) from None
+    except ImportError as error:
+        raise ConfigurationError(
+            f"{URL_VARIABLE} names a database driver that is not installed ({error.name}): "
+            "use sqlite:///PATH or postgresql+psycopg://..."
+        ) from None
+    except sa.exc.DBAPIError as error:
         reason = str(error.orig).splitlines()[0] if error.orig else "connection failed"
-        raise ConfigurationError(f"cannot open the database in EMAIL_ASSETS_DATABASE_URL: {reason}") from None
+        raise ConfigurationError(f"cannot open the database in {URL_VARIABLE}: {reason}") from None
     return engine
+
+
+def _private_sqlite_file(url: str) -> None:
+    """Create the database file for its owner only, and take group and other access away
+    from one (and its -wal/-shm) that an earlier release made readable by everyone."""
+    path = sa.make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:  # only when missing: an existing database may be one this user can only read
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE_FILE))
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise ConfigurationError(
+            f"cannot create the SQLite database {path}: {error.strerror or error}: "
+            f"check {URL_VARIABLE} (or EMAIL_ASSETS_DATA_DIR, where it is by default)"
+        ) from None
+    for name in (path, *(path + suffix for suffix in SQLITE_COMPANIONS)):
+        make_private(name)
+
+
+def make_private(path: str | os.PathLike[str]) -> None:
+    """Drop group and other permissions from `path` if it exists and is ours to change."""
+    try:
+        status = os.stat(path)
+        if status.st_mode & 0o077 and status.st_uid == os.geteuid():
+            os.chmod(path, status.st_mode & 0o700)
+    except OSError:
+        return
+
+
+def _migrate(engine: sa.Engine) -> None:
+    _add_new_columns(engine)
+    if engine.dialect.name == "postgresql":
+        _unbound_text_columns(engine)
+
+
+def _unbound_text_columns(engine: sa.Engine) -> None:
+    """Columns that became Text (folder names, server ids: the server decides their length)
+    were VARCHAR(n) in databases made by earlier releases, where a longer value failed the
+    whole sync with DataError. VARCHAR to TEXT is binary compatible in PostgreSQL: no
+    table rewrite, indexes kept."""
+    inspector = sa.inspect(engine)
+    with engine.begin() as connection:
+        for table in metadata.sorted_tables:
+            if not inspector.has_table(table.name):
+                continue
+            existing = {column["name"]: column["type"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                found = existing.get(column.name)
+                if isinstance(column.type, sa.Text) and isinstance(found, sa.String) and found.length:
+                    quote = engine.dialect.identifier_preparer.quote
+                    connection.exec_driver_sql(
+                        f"ALTER TABLE {quote(table.name)} ALTER COLUMN {quote(column.name)} TYPE TEXT"
+                    )
 
 
 def _add_new_columns(engine: sa.Engine) -> None:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from email_assets.errors import UserError
+from email_assets.storage.database import make_private
 
 PACK_LIMIT = 256 * 1024 * 1024
 _SUFFIX = ".pack"
@@ -177,7 +178,9 @@ class PackStore:
         if account in self._writers:
             return self._writers[account]
         folder = self.directory / account
-        folder.mkdir(parents=True, exist_ok=True)
+        for directory in (self.directory, folder):  # mail: its owner's alone, like the packs (0600)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_private(directory)  # made 0755 by an earlier release
         for path in sorted(folder.glob(f"*{_SUFFIX}")):
             if (fd := _lock_if_current(path)) is not None:
                 if os.fstat(fd).st_size < PACK_LIMIT:

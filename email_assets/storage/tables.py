@@ -1,6 +1,8 @@
 """The project's own tables (SQLAlchemy Core), one per asset plus sync state.
 
-Keys are deterministic (see `mail.keys`), so every write is an idempotent upsert. Rows
+Keys are deterministic (see `mail.keys`), so every write is an idempotent upsert. What a
+server or a user names (folders, server ids, hosts, usernames) is Text, unbounded: a
+VARCHAR limit is enforced by PostgreSQL only, and one long folder name failed every sync. Rows
 carry the partition (`account`, `day`) they belong to, the code version that wrote them
 and the Dagster run id, which is what `email-assets trace` follows back.
 """
@@ -54,16 +56,17 @@ accounts = sa.Table(
     "accounts",
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("host", sa.Text, nullable=False),
     sa.Column("port", sa.Integer, nullable=False),
-    sa.Column("username", sa.String(255), nullable=False),
+    sa.Column("username", sa.Text, nullable=False),
     sa.Column("security", sa.String(16), nullable=False),
     sa.Column("folders", sa.JSON, nullable=False),
     sa.Column("max_connections", sa.Integer, nullable=False),
-    sa.Column("ca_file", sa.String(1024)),
+    sa.Column("ca_file", sa.Text),  # before ca_certificate: a path on the host that added the account
+    sa.Column("ca_certificate", sa.Text),  # PEM: every host that syncs the account verifies with it
     sa.Column("encrypted_secret", sa.LargeBinary, nullable=False),
     sa.Column("mechanism", sa.String(16), nullable=False, default="login"),
-    sa.Column("token_source", sa.String(1024)),
+    sa.Column("token_source", sa.Text),  # only rows from before sealing: see `credentials`
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("consecutive_failures", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
@@ -74,7 +77,7 @@ folder_state = sa.Table(
     "folder_state",
     metadata,
     sa.Column("account", sa.String(64), primary_key=True),
-    sa.Column("folder", sa.String(512), primary_key=True),
+    sa.Column("folder", sa.Text, primary_key=True),
     sa.Column("uidvalidity", sa.BigInteger, nullable=False),
     sa.Column("highest_uid", sa.BigInteger, nullable=False),
     sa.Column("uidnext", sa.BigInteger, nullable=False),
@@ -97,8 +100,8 @@ raw_messages = sa.Table(
     sa.Column("run_id", sa.String(64)),
     sa.Column("fetched_at", UTCDateTime(), nullable=False),
     # The server's own ids (Gmail X-GM-MSGID/X-GM-THRID, RFC 8474 EMAILID/THREADID), if any.
-    sa.Column("server_id", sa.String(255)),
-    sa.Column("server_thread_id", sa.String(255)),
+    sa.Column("server_id", sa.Text),
+    sa.Column("server_thread_id", sa.Text),
     sa.Column("pack", sa.String(64)),
     sa.Column("pack_offset", sa.BigInteger),
     sa.Index("ix_raw_messages_partition", "account", "day"),
@@ -110,7 +113,7 @@ message_locations = sa.Table(
     "message_locations",
     metadata,
     sa.Column("account", sa.String(64), primary_key=True),
-    sa.Column("folder", sa.String(512), primary_key=True),
+    sa.Column("folder", sa.Text, primary_key=True),
     sa.Column("uidvalidity", sa.BigInteger, primary_key=True),
     sa.Column("uid", sa.BigInteger, primary_key=True),
     sa.Column("message_key", sa.String(64), nullable=False, index=True),

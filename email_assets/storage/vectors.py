@@ -2,13 +2,16 @@
 
 One collection per embedding model (vectors of different models are not comparable and
 may differ in dimension). Ids are chunk ids, so upserts are idempotent; the partition's
-chunk table says which ids exist, so orphans can be deleted precisely.
+chunk table says which ids exist, so orphans can be deleted precisely. An embedded store
+holds the mail's text: its directory is its owner's alone (0700), and its files are
+made 0600 after each write (Chroma creates them with the process umask).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import re
 from collections.abc import Iterator, Sequence
 from functools import cached_property
@@ -17,6 +20,10 @@ from typing import Any
 from urllib.parse import urlparse
 
 from email_assets.errors import ConfigurationError
+from email_assets.settings import private_directory
+from email_assets.storage.database import make_private
+
+CHROMA_VARIABLE = "EMAIL_ASSETS_CHROMA"
 
 # Chroma's HNSW lost 132 of 4,000 top-10 hits that exact search finds on the eval's 9,838
 # chunks (ef_search 256; 7 of 300 at the default 100). Up to this many vectors a query
@@ -54,14 +61,27 @@ class VectorStore:
         if self.is_server:
             yield
             return
-        directory = Path(self.location)
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / WRITER_LOCK_FILE, "a+b") as handle:
+        directory = self._directory()
+        descriptor = os.open(directory / WRITER_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with open(descriptor, "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
+                self._make_files_private()
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _directory(self) -> Path:
+        return private_directory(Path(self.location), f"{CHROMA_VARIABLE} (or EMAIL_ASSETS_DATA_DIR, its default)")
+
+    def _make_files_private(self) -> None:
+        """Chroma writes its SQLite file and index segments with the umask's mode (0644):
+        unreachable by others inside the 0700 directory, and 0600 themselves from here."""
+        if self.is_server:
+            return
+        for root, directories, files in os.walk(self.location):
+            for name in (*directories, *files):
+                make_private(os.path.join(root, name))
 
     @cached_property
     def client(self):  # noqa: ANN201 - chromadb's ClientAPI, imported lazily
@@ -74,7 +94,11 @@ class VectorStore:
             return chromadb.HttpClient(
                 host=url.hostname, port=url.port or (443 if url.scheme == "https" else 8000), ssl=url.scheme == "https"
             )
-        return chromadb.PersistentClient(path=self.location)
+        directory = self._directory()
+        make_private(directory / "chroma.sqlite3")  # before Chroma opens it: its -wal/-shm follow
+        client = chromadb.PersistentClient(path=self.location)
+        self._make_files_private()
+        return client
 
     @cached_property
     def collection(self):  # noqa: ANN201
@@ -115,16 +139,19 @@ class VectorStore:
                 documents=list(documents[start:end]),
                 metadatas=list(metadatas[start:end]),
             )
+        self._make_files_private()
 
     def update_metadata(self, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
         """New metadata for stored chunks; their vectors and documents stay as they are."""
         for start in range(0, len(ids), self._batch_size):
             end = start + self._batch_size
             self.collection.update(ids=list(ids[start:end]), metadatas=list(metadatas[start:end]))
+        self._make_files_private()
 
     def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), self._batch_size):
             self.collection.delete(ids=list(ids[start : start + self._batch_size]))
+        self._make_files_private()
 
     def get(
         self, ids: Sequence[str], include: Sequence[str] = ("metadatas", "documents", "embeddings")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def _file_lock(database_path: str | None, scope: str) -> Iterator[None]:
     """One lock file beside the SQLite database for every scope: a single host writes seldom at once."""
     del scope  # one host: serializing all writers costs little and keeps the purge exclusive too
     path = Path(database_path or ".").with_suffix(".vectors.lock")
-    with open(path, "a+b") as handle:
+    with open(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
