@@ -260,6 +260,29 @@ def utc(day: dt.date, hour: int = 12, minute: int = 0) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(hour, minute), dt.UTC)
 
 
+# Markers by the services a test starts, derived from the fixtures it uses, so a new test is
+# marked by what it needs without anyone remembering to: `make test-fast` deselects them all.
+SERVICE_FIXTURES = {
+    "dovecot": {"dovecot", "dovecot_without_qresync", "mail_user", "plain_mail_user"},
+    "postgres": {"postgres", "postgres_databases"},
+    "chroma_server": {"chroma_server"},
+}
+SERVICE_MARKERS = {*SERVICE_FIXTURES, "daemon", "browser", "celery", "slow"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in sorted(SERVICE_MARKERS):
+        config.addinivalue_line("markers", f"{name}: needs {name} (conftest.SERVICE_FIXTURES); make test-fast skips it")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in SERVICE_FIXTURES.items():
+            if used & fixtures:
+                item.add_marker(marker)
+
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # The tests use fixed days of 2026; the partitions' default start follows the retention
 # window (today - 30 days), and the definitions are imported once, at collection. Pinned,

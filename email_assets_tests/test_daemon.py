@@ -6,6 +6,7 @@ import datetime as dt
 import time
 
 import dagster as dg
+import pytest
 
 from email_assets import settings
 from email_assets.defs.materialize import materialize_partitions
@@ -16,6 +17,8 @@ from email_assets.storage.messages import MessageStore
 from email_assets.storage.tables import chunks, cleaned_texts, message_locations, parsed_emails, raw_messages
 from email_assets.storage.vectors import VectorStore
 from email_assets_tests.conftest import _new_user, add_account, message, run_cli, utc
+
+pytestmark = pytest.mark.daemon
 
 FIRST = dt.date(2026, 10, 20)
 MONTH = [FIRST + dt.timedelta(days=n) for n in range(30)]

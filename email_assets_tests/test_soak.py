@@ -31,6 +31,8 @@ from email_assets.storage.tables import chunks, cleaned_texts, parsed_emails, ra
 from email_assets.storage.vectors import VectorStore
 from email_assets_tests.conftest import PROJECT_ROOT, add_account, message, record_reliability, utc
 
+pytestmark = [pytest.mark.daemon, pytest.mark.slow]
+
 SOAK_SECONDS = 75
 SENSOR_SECONDS = 10
 DAYS = [dt.date(2026, 11, 24) + dt.timedelta(days=n) for n in range(4)]

@@ -44,6 +44,8 @@ CHROMIUM_FLAGS = [
     "--window-size=1600,1000",
 ]
 
+pytestmark = pytest.mark.browser
+
 
 def _free_port() -> int:
     with socket.socket() as probe:
