@@ -3,12 +3,19 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: install demo ui test lint bench reliability dev clean
+.PHONY: install install-python demo ui test test-fast lint bench reliability dev clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# System packages (root, apt) and then the Python side.
+$(VENV)/.installed: $(VENV)/.python-installed
 	scripts/install-system-packages.sh
+	touch $@
+
+# The Python side alone: what `make test-fast` needs, no root.
+install-python: $(VENV)/.python-installed
+
+$(VENV)/.python-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
@@ -33,6 +40,15 @@ test: install
 	$(VENV)/bin/ruff check email_assets email_assets_tests benchmarks
 	$(PY) -m pytest -q
 
+# The tests that start no service (no Dovecot, PostgreSQL, Chroma server, daemon, browser or
+# Celery workers; markers set in email_assets_tests/conftest.py by the fixtures a test uses):
+# no root, no apt. Prints how many it runs and how many it leaves to `make test`.
+FAST_TESTS := not dovecot and not postgres and not chroma_server and not daemon and not browser and not celery and not slow
+
+test-fast: install-python
+	$(VENV)/bin/ruff check email_assets email_assets_tests benchmarks
+	$(PY) -m pytest -q -m "$(FAST_TESTS)"
+
 bench: install
 	$(PY) -m benchmarks.search_eval
 	$(PY) -m benchmarks.hostile
@@ -44,7 +60,7 @@ bench: install
 # their figures and the worst per-message time and memory over the hostile set and corpus.
 RELIABILITY_TESTS := email_assets_tests/test_hostile_mail.py email_assets_tests/test_hostile_properties.py \
 	email_assets_tests/test_hostile_pipeline.py email_assets_tests/test_kills_and_concurrency.py \
-	email_assets_tests/test_soak.py
+	email_assets_tests/test_soak.py email_assets_tests/test_hostile_server.py
 
 reliability: install
 	rm -f .reliability.jsonl
