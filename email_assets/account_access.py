@@ -9,15 +9,20 @@ is the sealed one, never the `token_source` column.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from email_assets import settings
 from email_assets.credentials import Sealed, SecretBox
 from email_assets.errors import AccountError
 from email_assets.mail.imap_connect import ImapEndpoint
+from email_assets.mail.imap_wire import DEFAULT_LIMITS
 from email_assets.mail.oauth2 import read_token
 from email_assets.storage.accounts import Account
 
 
 def endpoint_of(account: Account, timeout: float = 30.0) -> ImapEndpoint:
-    return ImapEndpoint(account.host, account.port, account.security, account.ca_certificate, timeout)
+    limits = replace(DEFAULT_LIMITS, max_message_bytes=settings.max_message_bytes())
+    return ImapEndpoint(account.host, account.port, account.security, account.ca_certificate, timeout, limits)
 
 
 def _describe(endpoint: dict) -> str:

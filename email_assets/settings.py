@@ -117,6 +117,15 @@ def max_days_per_run() -> int:
     return int(raw)
 
 
+def max_message_bytes() -> int:
+    """EMAIL_ASSETS_MAX_MESSAGE_MB: the largest message a sync keeps (default 64); a larger
+    one is read past, not held, and counted as a failure of its day."""
+    raw = os.environ.get("EMAIL_ASSETS_MAX_MESSAGE_MB", "64")
+    if not raw.isdigit() or not 1 <= int(raw) <= 2048:
+        raise ConfigurationError(f"EMAIL_ASSETS_MAX_MESSAGE_MB must be a whole number from 1 to 2048, got {raw!r}")
+    return int(raw) << 20
+
+
 def keep_expunged(raw: str | None = None) -> bool:
     """EMAIL_ASSETS_KEEP_EXPUNGED=1 (or `raw`) keeps mail deleted on the server (default: mirror it)."""
     if raw is None:

@@ -388,3 +388,18 @@ def _no_tracing_left() -> Iterator[None]:
     yield
     if tracemalloc.is_tracing():
         tracemalloc.stop()
+
+
+def test_the_message_size_limit_is_a_setting(monkeypatch) -> None:
+    import pytest
+
+    from email_assets.account_access import endpoint_of
+    from email_assets.errors import ConfigurationError
+
+    account = Account("work", "127.0.0.1", 993, "user", "ssl", [], 1, None, b"")
+    assert endpoint_of(account).limits.max_message_bytes == 64 << 20
+    monkeypatch.setenv("EMAIL_ASSETS_MAX_MESSAGE_MB", "5")
+    assert endpoint_of(account).limits.max_message_bytes == 5 << 20
+    monkeypatch.setenv("EMAIL_ASSETS_MAX_MESSAGE_MB", "lots")
+    with pytest.raises(ConfigurationError, match="EMAIL_ASSETS_MAX_MESSAGE_MB must be a whole number"):
+        endpoint_of(account)

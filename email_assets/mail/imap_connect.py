@@ -32,6 +32,7 @@ from email_assets.mail.aioimaplib_fixes import (
     xoauth2,
 )
 from email_assets.mail.imap_session import ImapSession
+from email_assets.mail.imap_wire import DEFAULT_LIMITS, WireLimits
 
 SECURITY_MODES = ("ssl", "starttls", "plain")
 # What OpenSSL says when the port answers in clear text: the server wants STARTTLS (or plain).
@@ -47,6 +48,7 @@ class ImapEndpoint:
     security: str = "ssl"
     ca_certificate: str | None = None  # PEM text, not a path: runs on other hosts have no such file
     timeout: float = 30.0  # per command: a silent server fails the call, not the tick
+    limits: WireLimits = DEFAULT_LIMITS  # how much this server may make us hold
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cadata=self.ca_certificate)
@@ -139,7 +141,7 @@ class connect:  # noqa: N801 - used as `async with connect(...)`, like a functio
                 client = aioimaplib.IMAP4(endpoint.host, endpoint.port, timeout=endpoint.timeout)
             client.protocol.conn_lost_cb = fail_pending_commands(client.protocol)
             contain_protocol_errors(client.protocol, self._clean)
-            session = ImapSession(client, endpoint.describe(), endpoint.timeout)
+            session = ImapSession(client, endpoint.describe(), endpoint.timeout, limits=endpoint.limits)
             self._session = session
             await client.wait_hello_from_server()
             if endpoint.security == "starttls":
