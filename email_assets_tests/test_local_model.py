@@ -26,6 +26,7 @@ def reference() -> np.ndarray:
     return model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True)
 
 
+@pytest.mark.slow  # exports the model from torch afresh (~20 s)
 def test_fresh_export_gives_sentence_transformers_vectors(tmp_path, monkeypatch, reference) -> None:
     monkeypatch.setenv("EMAIL_ASSETS_MODEL_CACHE", str(tmp_path / "models"))
     path = local_model.ensure_exported()

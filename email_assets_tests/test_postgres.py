@@ -12,6 +12,7 @@ import shutil
 
 import dagster as dg
 import psycopg
+import pytest
 import sqlalchemy as sa
 
 from email_assets.defs.materialize import materialize_partitions
@@ -71,6 +72,7 @@ def test_pipeline_on_postgres_tables_and_dagster_storage(mail_user, project_env,
     assert [hit["message_key"] for hit in search_messages("body", k=5, where=MessageFilter(flagged=True))] == [hard_key]
 
 
+@pytest.mark.postgres  # starts a cluster of its own: initdb and pg_ctl
 def test_throwaway_cluster_when_no_server_answers() -> None:
     """The fallback a machine without a PostgreSQL on 5432 takes: a real cluster, started and removed."""
     with throwaway_cluster() as server:
