@@ -12,9 +12,11 @@ import getpass
 import ipaddress
 import json
 import os
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
@@ -26,6 +28,10 @@ from email_assets.errors import UserError
 from email_assets.mail.imap_connect import DEFAULT_PORTS, SECURITY_MODES, connect
 from email_assets.storage.accounts import ACCOUNT_NAME, Account, AccountStore, validate_account_name
 from email_assets.terminal import has_control, json_line, safe_text
+
+if TYPE_CHECKING:
+    from email_assets.status import StoreStatus
+    from email_assets.storage.lexical import MessageFilter
 
 PROGRAM = "email-assets"
 MAX_RESULTS = 1000  # -k: more than a terminal can show, small enough to bound the query's cost
@@ -134,17 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("name")
     remove = accounts.add_parser("remove", help="forget an account (its stored mail stays until retention)")
     remove.add_argument("name")
+    seal = accounts.add_parser(
+        "seal",
+        help="bind the secret of an account stored by an earlier release to the server `accounts list` shows for it",
+    )
+    seal.add_argument("name")
 
-    search = commands.add_parser("search", help="best matching messages (meaning and words, fused), grouped by thread")
+    search = commands.add_parser(
+        "search",
+        help="best matching messages (meaning and words, fused), grouped by thread",
+        description=SEARCH_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     search.add_argument("text", type=_query)
-    search.add_argument("--account", type=_one_line)
-    search.add_argument("--since", type=_parse_day)
-    search.add_argument("--until", type=_parse_day)
-    search.add_argument("--from", dest="sender", type=_one_line, help="sender address")
-    search.add_argument("--folder", type=_one_line, help="only messages stored in this folder, e.g. INBOX or Sent")
-    search.add_argument("--has-attachment", action="store_true", help="only messages with an attachment")
-    search.add_argument("--flagged", action="store_true", help="only messages flagged (starred) on the server")
-    search.add_argument("--unread", action="store_true", help="only messages not yet seen on the server")
+    _add_filters(search)
     search.add_argument(
         "-k",
         type=_whole_number(1, MAX_RESULTS),
@@ -152,7 +161,25 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"how many messages (or chunks with --chunks), at most {MAX_RESULTS}",
     )
     search.add_argument("--chunks", action="store_true", help="the nearest chunks by meaning alone, one per line")
+    search.add_argument(
+        "--explain", action="store_true", help="for each hit, each side's rank, score and part of the fused score"
+    )
     search.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    similar = commands.add_parser(
+        "similar", help="messages nearest in meaning to a stored one (not its own thread unless --same-thread)"
+    )
+    similar.add_argument("message", type=_one_line, help="a Message-ID (with or without <>) or a message key")
+    _add_filters(similar)
+    similar.add_argument("-k", type=_whole_number(1, MAX_RESULTS), default=5, help="how many messages")
+    similar.add_argument("--same-thread", action="store_true", help="include messages of its own thread")
+    similar.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    show = commands.add_parser("show", help="a stored message's headers and cleaned text (or its whole thread)")
+    show.add_argument("message", type=_one_line, help="a Message-ID (with or without <>) or a message key")
+    show.add_argument("--account", type=_one_line, help="the account, when a Message-ID is in several")
+    show.add_argument("--thread", action="store_true", help="every stored message of its thread, in date order")
+    show.add_argument("--json", action="store_true", help="one JSON object per message")
 
     status = commands.add_parser("status", help="which data dir, database and Chroma are read, and what they hold")
     status.add_argument("--json", action="store_true")
@@ -168,7 +195,45 @@ def build_parser() -> argparse.ArgumentParser:
     trace = commands.add_parser("trace", help="a chunk's lineage, raw bytes to vector")
     trace.add_argument("chunk_id")
     trace.add_argument("--json", action="store_true")
+
+    mcp = commands.add_parser("mcp", help="a read-only MCP server over this index: stdio, or --http HOST:PORT")
+    mcp.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="streamable HTTP at http://HOST:PORT/mcp instead of stdio; no authentication: keep it on 127.0.0.1",
+    )
     return parser
+
+
+SEARCH_DESCRIPTION = """\
+Ranks messages, not chunks. Two sides each rank the messages: by meaning (the message's
+chunk nearest to the query, cosine similarity of all-MiniLM-L6-v2 vectors) and by words
+(BM25 over subject, sender and cleaned text). They are fused by reciprocal rank:
+1/(60 + rank) from each side, each part scaled by how much that side knows. The dense
+part by the hit's cosine relative to the best cosine of the query, squared; the word
+part by how much of the query's rarer vocabulary the message holds (so shared common
+words count for little). A message holding the query word for word as a phrase gets a
+further full 1/(60 + rank).
+
+Each hit prints its place, the fused score the list is ordered by ("fused"), the cosine
+of its shown chunk ("cosine"), date, sender, subject and chunk id, then a snippet around
+the query's words. --explain prints each side's rank, score and part of the fused score;
+--json carries the same figures ("rank_score" is the fused score, "score" the cosine).
+
+--since and --until take a UTC day as YYYY-MM-DD; both are inclusive (--until 2026-11-30
+includes the whole of 30 November)."""
+
+
+def _add_filters(command: argparse.ArgumentParser) -> None:
+    """The filters `search` and `similar` share."""
+    command.add_argument("--account", type=_one_line)
+    command.add_argument("--since", type=_parse_day, help="first day, YYYY-MM-DD (UTC), inclusive")
+    command.add_argument("--until", type=_parse_day, help="last day, YYYY-MM-DD (UTC), inclusive")
+    command.add_argument("--from", dest="sender", type=_one_line, help="sender address")
+    command.add_argument("--folder", type=_one_line, help="only messages stored in this folder, e.g. INBOX or Sent")
+    command.add_argument("--has-attachment", action="store_true", help="only messages with an attachment")
+    command.add_argument("--flagged", action="store_true", help="only messages flagged (starred) on the server")
+    command.add_argument("--unread", action="store_true", help="only messages not yet seen on the server")
 
 
 def _register_partition(name: str, add: bool) -> str | None:
@@ -219,6 +284,21 @@ def _what_was_verified(found: list[str] | None, named: bool) -> str:
     if named:
         return f"login verified; folders found on the server: {', '.join(found)}"
     return f"login verified; folders to sync (all but Junk and Trash): {', '.join(found)}"
+
+
+def _ca_certificate(path: str | None) -> str | None:
+    """--ca-file's PEM text: stored with the account, so every host that syncs it can verify
+    the server (a path would exist only on the host that added the account)."""
+    if not path:
+        return None
+    try:
+        pem = Path(path).read_text(encoding="ascii")
+        ssl.create_default_context(cadata=pem)
+    except (ssl.SSLError, ValueError):  # SSLError before OSError: it is one
+        raise UserError(f"--ca-file {path!r} holds no PEM certificate") from None
+    except OSError as error:
+        raise UserError(f"--ca-file {path!r}: {error.strerror or error}") from None
+    return pem
 
 
 def _read_password() -> str:
@@ -290,15 +370,13 @@ def _add_account(args: argparse.Namespace) -> None:
         security=args.security,
         folders=folders,
         max_connections=args.max_connections,
-        ca_file=os.path.abspath(args.ca_file) if args.ca_file else None,
+        ca_certificate=_ca_certificate(args.ca_file),
         encrypted_secret=box.encrypt(password),
         mechanism="xoauth2" if token_source else "login",
         token_source=token_source,
     )
-    if args.ca_file and not os.path.isfile(args.ca_file):
-        raise UserError(f"--ca-file {args.ca_file!r} does not exist")
     found = None if args.no_verify else asyncio.run(_check_login(account, login_secret(account, box)))
-    AccountStore(settings.database_url()).add(account)
+    AccountStore(settings.database_url()).add(account, box)
     note = _register_partition(account.name, add=True)
     print(
         safe_text(
@@ -348,6 +426,9 @@ def cmd_accounts(args: argparse.Namespace) -> None:
         account = store.get(args.name)
         folders = asyncio.run(_check_login(account, login_secret(account, SecretBox.from_environment())))
         print(safe_text(f"{account.name}: login ok, folders: {', '.join(folders)}"))
+    elif args.action == "seal":
+        done = store.seal(args.name, SecretBox.from_environment())
+        print(f"{args.name}: {'secret bound to its server' if done else 'already bound to its server'}")
     elif args.action == "remove":
         store.remove(args.name)
         note = _register_partition(args.name, add=False)
@@ -357,12 +438,46 @@ def cmd_accounts(args: argparse.Namespace) -> None:
 
 
 def _print_hit(hit: dict, indent: str = "") -> None:
-    """Two lines per hit; every field came from a sender or a server, so each is escaped."""
+    """Two lines per hit (more with --explain); every field came from a sender or a server,
+    so each is escaped. The first number is the rank, the second the fused score it is by."""
     date = hit["date"][:10] if hit["date"] else "?"
     sender, subject = hit["from"] or "?", hit["subject"] or "(no subject)"
-    head = f"{hit['score']:.3f}  {date:10}  {sender}  {subject}  [{hit['chunk_id']}]"
+    order = f"#{hit['rank']}  fused {hit['rank_score']:.4f}  " if "rank_score" in hit else ""
+    head = f"{order}cosine {hit['score']:.3f}  {date:10}  {sender}  {subject}  [{hit['chunk_id']}]"
     print(indent + safe_text(head))
-    print(f"{indent}       {safe_text(' '.join(hit['text'].split())[:200])}")
+    text = hit.get("snippet") or " ".join(hit["text"].split())
+    print(f"{indent}       {safe_text(text)}")
+    if "explain" in hit:
+        for line in _explain_lines(hit["explain"]):
+            print(f"{indent}       {safe_text(line)}")
+
+
+def _explain_lines(explain: dict) -> list[str]:
+    """`--explain` as text: the same figures as the JSON, which are those the ranking summed."""
+    dense, words, phrase = explain["dense"], explain["words"], explain["phrase"]
+    lines = [
+        f"why #{explain['rank']}: fused {explain['fused_score']:.6f} = "
+        + " + ".join(
+            f"{name} {part['part']:.6f}"
+            for name, part in (("dense", dense), ("words", words), ("phrase", phrase))
+            if part
+        )
+    ]
+    lines.append(
+        f"  dense: rank {dense['rank']}, cosine {dense['cosine']:.4f}, weight {dense['weight']:.3f},"
+        f" chunk {dense['chunk_id']}"
+        if dense
+        else "  dense: not among the nearest chunks"
+    )
+    if words:
+        terms = ", ".join(words["terms"]) or "none"
+        lines.append(
+            f"  words: rank {words['rank']}, bm25 {words['bm25']:.3f}, matched {terms}, weight {words['weight']:.3f}"
+        )
+    else:
+        lines.append("  words: no match")
+    lines.append(f"  phrase: rank {phrase['rank']}" if phrase else "  phrase: no match")
+    return lines
 
 
 def _require_store() -> None:
@@ -372,7 +487,7 @@ def _require_store() -> None:
     if configured:
         try:
             url = sa.make_url(configured)
-        except sa.exc.ArgumentError:
+        except (sa.exc.ArgumentError, ValueError):  # a port that is not a number is a ValueError
             return  # opening it gives the one-line error about the URL
         if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
             return  # a server database exists or fails to connect, either way it is not created here
@@ -392,46 +507,110 @@ def _require_store() -> None:
         )
 
 
-def cmd_search(args: argparse.Namespace) -> None:
-    from email_assets.search import group_by_thread, search_chunks, search_messages
-    from email_assets.status import read_status
+def _message_filter(args: argparse.Namespace) -> MessageFilter:
+    """The filters of `search` and `similar`, checked: a bad range is an error, not "no matches"."""
     from email_assets.storage.lexical import MessageFilter
 
     if args.since and args.until and args.since > args.until:
         raise UserError(f"--since {args.since} is after --until {args.until}")
     if args.until == dt.date.max:  # the filter ends at the midnight after it, which has no date
         raise UserError(f"--until {args.until} is past the last day a search can end on: leave --until out")
+    return MessageFilter(
+        account=args.account,
+        since=args.since,
+        until=args.until,
+        from_address=args.sender,
+        folder=args.folder,
+        has_attachment=True if args.has_attachment else None,
+        flagged=True if args.flagged else None,
+        seen=False if args.unread else None,
+    )
+
+
+def _open_store(account: str | None) -> StoreStatus | None:
+    """The store a read command reads, its account checked; None (with a note) when it is empty."""
+    from email_assets.status import read_status
+
     embedder_from_spec(settings.embedder_spec())  # a bad EMAIL_ASSETS_EMBEDDER is an error even on an empty store
     _require_store()
     store = read_status()
-    if args.account and store.account(args.account) is None:
-        known = ", ".join(account.name for account in store.accounts) or "none"
-        raise UserError(f"no account named {args.account!r} in {store.database} (accounts: {known})")
+    if account and store.account(account) is None:
+        known = ", ".join(item.name for item in store.accounts) or "none"
+        raise UserError(f"no account named {account!r} in {store.database} (accounts: {known})")
     note = store.empty_store_note()
     if note:
         print(safe_text(note), file=sys.stderr)
-        hits = []
-    else:
-        where = MessageFilter(
-            account=args.account,
-            since=args.since,
-            until=args.until,
-            from_address=args.sender,
-            folder=args.folder,
-            has_attachment=True if args.has_attachment else None,
-            flagged=True if args.flagged else None,
-            seen=False if args.unread else None,
-        )
-        hits = (search_chunks if args.chunks else search_messages)(args.text, k=args.k, where=where)
-    groups = [[hit] for hit in hits] if args.chunks else group_by_thread(hits)
+        return None
+    return store
+
+
+def _print_hits(hits: list[dict], as_json: bool, grouped: bool) -> None:
+    """Hits as JSON lines or text; no hit is `no matches` on stderr either way."""
+    from email_assets.search import group_by_thread
+
+    groups = group_by_thread(hits) if grouped else [[hit] for hit in hits]
     for group in groups:
-        for position, hit in enumerate(group):
-            if args.json:
+        for index, hit in enumerate(group):
+            if as_json:
                 print(json_line(hit))
             else:
-                _print_hit(hit, indent="  + " if position else "")
-    if not hits and not args.json:
-        print("no matches")
+                _print_hit(hit, indent="  + " if index else "")
+    if not hits:
+        print("no matches", file=sys.stderr)
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from email_assets.search import search_chunks, search_messages
+
+    where = _message_filter(args)
+    hits: list[dict] = []
+    if _open_store(args.account) is not None:
+        if args.chunks:
+            hits = search_chunks(args.text, k=args.k, where=where)
+        else:
+            hits = search_messages(args.text, k=args.k, where=where, explain=args.explain)
+    _print_hits(hits, args.json, grouped=not args.chunks)
+
+
+def cmd_similar(args: argparse.Namespace) -> None:
+    from email_assets.message_view import resolve_message
+    from email_assets.search import similar_messages
+
+    where = _message_filter(args)
+    hits: list[dict] = []
+    if _open_store(args.account) is not None:
+        key = resolve_message(settings.database_url(), args.message, args.account)
+        hits = similar_messages(key, k=args.k, where=where, same_thread=args.same_thread)
+    _print_hits(hits, args.json, grouped=False)
+
+
+def cmd_show(args: argparse.Namespace) -> None:
+    from email_assets.message_view import load_messages, resolve_message, thread_keys
+
+    if _open_store(args.account) is None:
+        raise UserError(f"no stored message has the key or Message-ID {args.message!r}")
+    url = settings.database_url()
+    key = resolve_message(url, args.message, args.account)
+    for number, message in enumerate(load_messages(url, thread_keys(url, key) if args.thread else [key])):
+        if args.json:
+            print(json_line(message.as_json()))
+            continue
+        if number:
+            print()
+        headers = [
+            ("From", message.sender),
+            ("To", ", ".join(message.to)),
+            ("Cc", ", ".join(message.cc)),
+            ("Date", message.date.isoformat() if message.date else "?"),
+            ("Subject", message.subject or "(no subject)"),
+            ("Message-ID", message.message_id or "?"),
+            ("Key", f"{message.message_key} ({message.account}, {', '.join(message.folders) or 'no folder'})"),
+        ]
+        for name, value in headers:
+            if value:
+                print(f"{name}: {safe_text(value)}")
+        print()
+        print(safe_text(message.text.rstrip(), multiline=True))
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -474,13 +653,22 @@ def cmd_trace(args: argparse.Namespace) -> None:
     print(json_line(lineage, indent=2) if args.json else format_trace(lineage))
 
 
+def cmd_mcp(args: argparse.Namespace) -> None:
+    from email_assets.mcp_server import serve  # pydantic and the SDK: only for this command
+
+    serve(args.http)
+
+
 HANDLERS = {
     "keys": cmd_keys,
     "accounts": cmd_accounts,
     "search": cmd_search,
+    "similar": cmd_similar,
+    "show": cmd_show,
     "status": cmd_status,
     "backfill": cmd_backfill,
     "trace": cmd_trace,
+    "mcp": cmd_mcp,
 }
 
 

@@ -2,9 +2,11 @@
 
 Dense vectors find a paraphrase, words find a command line, a name or a sentence quoted
 word for word; neither alone ranks mail well (see the README's retrieval figures). Each
-side ranks messages (dense: by their best chunk), reciprocal rank fusion merges the two
-lists without having to make their scores comparable, and each hit shows the message's
-chunk closest to the query. `search_chunks` keeps the dense chunk list for `--chunks`.
+side ranks messages (dense: by their best chunk), reciprocal rank fusion merges the lists
+without having to make their scores comparable, each part weighted by what its side
+knows (`ranking.py`), and each hit shows a snippet of the message's chunk closest to the
+query. `search_chunks` keeps the dense chunk list for `--chunks`; `similar_messages` ranks
+by meaning against a stored message instead of a query.
 """
 
 from __future__ import annotations
@@ -17,13 +19,23 @@ import sqlalchemy as sa
 
 from email_assets import settings
 from email_assets.embedding import Embedder, embedder_from_spec
+from email_assets.ranking import (
+    DenseEvidence,
+    Fused,
+    WordEvidence,
+    dense_weight,
+    evidence_weight,
+    fuse_evidence,
+)
 from email_assets.storage.database import engine_for
-from email_assets.storage.lexical import LexicalIndex, MessageFilter
+from email_assets.storage.lexical import LexicalIndex, MessageFilter, query_words
 from email_assets.storage.tables import chunks, message_locations, parsed_emails
 from email_assets.storage.vectors import VectorStore
 
-RRF_K = 60  # the constant of Cormack et al.: damps the weight of the very first ranks
 CANDIDATES = 100  # per side, before fusion
+SNIPPET_CHARS = 200
+_SNIPPET_MIN_WORD = 3  # shorter query words (a, of, to) do not decide where a snippet is centred
+_STEM = 5  # letters compared when centring a snippet: a crude stem, enough to find the passage
 _IN_FILTER_LIMIT = 5000  # above this many allowed messages, filter dense hits after the query
 
 
@@ -112,35 +124,52 @@ def search_chunks(
     return [_chunk_result(hit) for hit in _dense_hits(context, query_vector, k, where, allowed)]
 
 
-def fuse(rankings: list[list[str]], k: int = RRF_K) -> list[tuple[str, float]]:
-    """Reciprocal rank fusion: sum of 1 / (k + rank) over the lists an item appears in."""
-    scores: dict[str, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+@dataclass(frozen=True)
+class Ranking:
+    """A search's fused ranking, the best dense chunk seen per message, and the query vector."""
+
+    fused: list[Fused]
+    best_chunk: dict[str, dict[str, Any]]
+    query_vector: list[float]
 
 
-def rank_messages(
-    text: str, where: MessageFilter, context: SearchContext, candidates: int = CANDIDATES
-) -> tuple[list[tuple[str, float]], dict[str, dict[str, Any]], list[float]]:
-    """Fused message ranking, the best dense chunk seen per message, and the query vector."""
+def _dense_side(hits: list[dict[str, Any]]) -> tuple[list[tuple[str, DenseEvidence]], dict[str, dict[str, Any]]]:
+    """Messages in the order of their best chunk among the nearest chunks."""
+    best: dict[str, dict[str, Any]] = {}
+    side: list[tuple[str, DenseEvidence]] = []
+    top = 1.0 - float(hits[0]["distance"]) if hits else 0.0
+    for hit in hits:
+        key = (hit["metadata"] or {}).get("message_key")
+        if key and key not in best:
+            best[key] = hit
+            cosine = 1.0 - float(hit["distance"])
+            weight = round(dense_weight(cosine, top), 6)
+            side.append((key, DenseEvidence(len(side) + 1, round(cosine, 6), hit["chunk_id"], weight)))
+    return side, best
+
+
+def _word_side(lexical: LexicalIndex, text: str, hits: list[tuple[str, float]]) -> list[tuple[str, WordEvidence]]:
+    """BM25's list, each hit weighted by the IDF of the query words it actually holds."""
+    stats = lexical.term_statistics(text, [key for key, _score in hits])
+    known_idf = sum(stats.idf(word) for word, frequency in stats.frequencies.items() if frequency)
+    side = []
+    for rank, (key, score) in enumerate(hits, start=1):
+        terms = tuple(stats.matched.get(key, ()))
+        weight = evidence_weight([stats.idf(word) for word in terms], known_idf, stats.rarest_idf())
+        side.append((key, WordEvidence(rank, round(score, 6), terms, round(weight, 6))))
+    return side
+
+
+def rank_messages(text: str, where: MessageFilter, context: SearchContext, candidates: int = CANDIDATES) -> Ranking:
+    """The fused message ranking with each side's evidence, as `search` and `--explain` use it."""
     lexical = LexicalIndex(context.database_url)
     allowed = lexical.allowed_keys(where) if _needs_table_filter(where) else None
     query_vector = context.embedder.embed([text])[0]
-    best_chunk: dict[str, dict[str, Any]] = {}
-    dense_order: list[str] = []
-    if context.vectors.count():
-        for hit in _dense_hits(context, query_vector, candidates, where, allowed):
-            key = (hit["metadata"] or {}).get("message_key")
-            if key and key not in best_chunk:
-                best_chunk[key] = hit
-                dense_order.append(key)
-    lexical_order = [key for key, _score in lexical.search(text, candidates, where)]
-    phrase_order = [key for key, _score in lexical.search_phrase(text, candidates, where)]
-    # A message holding the query as a phrase is ranked by both word lists: a sentence
-    # quoted word for word outweighs a paraphrase that only sounds alike.
-    return fuse([dense_order, lexical_order, phrase_order]), best_chunk, query_vector
+    dense_hits = _dense_hits(context, query_vector, candidates, where, allowed) if context.vectors.count() else []
+    dense, best_chunk = _dense_side(dense_hits)
+    words = _word_side(lexical, text, lexical.search(text, candidates, where))
+    phrase = [key for key, _score in lexical.search_phrase(text, candidates, where)]
+    return Ranking(fuse_evidence(dense, words, phrase), best_chunk, query_vector)
 
 
 def _closest_chunks(context: SearchContext, keys: list[str], query_vector: list[float]) -> dict[str, dict[str, Any]]:
@@ -188,30 +217,119 @@ def _message_fields(database_url: str, keys: list[str]) -> dict[str, dict[str, A
     return fields
 
 
+def explanation(position: int, item: Fused) -> dict[str, Any]:
+    """Why a message ranked where it did, read off the very `Fused` value it was sorted by."""
+    dense, words = item.dense, item.words
+    return {
+        "rank": position,
+        "fused_score": round(item.score, 6),
+        "dense": None
+        if dense is None
+        else {
+            "rank": dense.rank,
+            "cosine": dense.score,
+            "weight": dense.weight,
+            "chunk_id": dense.chunk_id,
+            "part": round(item.parts["dense"], 6),
+        },
+        "words": None
+        if words is None
+        else {
+            "rank": words.rank,
+            "bm25": words.score,
+            "terms": list(words.terms),
+            "weight": words.weight,
+            "part": round(item.parts["words"], 6),
+        },
+        "phrase": None
+        if item.phrase_rank is None
+        else {"rank": item.phrase_rank, "part": round(item.parts["phrase"], 6)},
+    }
+
+
+def snippet(text: str, query: str, width: int = SNIPPET_CHARS) -> str:
+    """About `width` characters of `text` around its densest run of query words, cut at word
+    boundaries, with an ellipsis where text was left out on either side.
+
+    Words are compared by their first letters so "rebuilding" finds "rebuild"; without any
+    query word the chunk's opening is shown (the chunk is already the passage nearest in meaning)."""
+    words = text.split()
+    if not words:
+        return ""
+    wanted = {word[:_STEM] for word in query_words(query) if len(word) >= _SNIPPET_MIN_WORD}
+    hits = {index for index, word in enumerate(words) if _bare(word) and _bare(word)[:_STEM] in wanted}
+    start = _best_window_start(words, sorted(hits), width)
+    end, used = start, 0
+    while end < len(words) and used + len(words[end]) + (1 if end > start else 0) <= width:
+        used += len(words[end]) + (1 if end > start else 0)
+        end += 1
+    end = max(end, start + 1)
+    shown = " ".join(words[start:end])
+    if len(shown) > width:  # one word longer than the snippet (a URL, base64): cut, and say so
+        return ("… " if start else "") + shown[:width] + " …"
+    return ("… " if start else "") + shown + (" …" if end < len(words) else "")
+
+
+def _bare(word: str) -> str:
+    return "".join(character for character in word.lower() if character.isalnum())
+
+
+def _best_window_start(words: list[str], hits: list[int], width: int) -> int:
+    """The word index to start at: a little before the run holding the most query words."""
+    if not hits:
+        return 0
+    found = set(hits)
+    best, best_count = hits[0], 0
+    for first in hits:
+        used, count = 0, 0
+        for index in range(first, len(words)):
+            used += len(words[index]) + 1
+            if used > width * 2 // 3:
+                break
+            count += index in found
+        if count > best_count:
+            best, best_count = first, count
+    lead, start = 0, best
+    while start > 0 and lead + len(words[start - 1]) + 1 <= width // 3:
+        start -= 1
+        lead += len(words[start]) + 1
+    return start
+
+
 def search_messages(
-    text: str, k: int = 5, where: MessageFilter | None = None, context: SearchContext | None = None
+    text: str,
+    k: int = 5,
+    where: MessageFilter | None = None,
+    context: SearchContext | None = None,
+    explain: bool = False,
 ) -> list[dict[str, Any]]:
-    """The `k` best messages for `text`, each with its chunk nearest to the query."""
+    """The `k` best messages for `text`, each with its chunk nearest to the query, a snippet
+    centred on the query's words and, with `explain`, each side's part of its fused score."""
     where = where or MessageFilter()
     context = context or SearchContext.from_settings()
-    ranked, best_chunk, query_vector = rank_messages(text, where, context)
-    top = ranked[:k]
-    keys = [key for key, _score in top]
-    best_chunk.update(_closest_chunks(context, [key for key in keys if key not in best_chunk], query_vector))
+    ranking = rank_messages(text, where, context)
+    top = ranking.fused[:k]
+    keys = [item.key for item in top]
+    best_chunk = dict(ranking.best_chunk)
+    best_chunk.update(_closest_chunks(context, [key for key in keys if key not in best_chunk], ranking.query_vector))
     fields = _message_fields(context.database_url, keys)
     results = []
-    for key, fused in top:
-        hit = best_chunk.get(key)
+    for position, item in enumerate(top, start=1):
+        hit = best_chunk.get(item.key)
         if hit is None:  # indexed for words but not (yet) embedded: not a result we can show
             continue
         result = _chunk_result(hit)
-        extra = fields.get(key, {})
+        extra = fields.get(item.key, {})
         result.update(
-            rank_score=round(fused, 6),
+            rank=position,
+            rank_score=round(item.score, 6),
+            snippet=snippet(result["text"], text),
             thread_id=extra.get("thread_id"),
             folders=sorted(extra.get("folders", [])),
             attachments=extra.get("attachments", 0),
         )
+        if explain:
+            result["explain"] = explanation(position, item)
         results.append(result)
     return results
 
@@ -222,3 +340,59 @@ def group_by_thread(results: list[dict[str, Any]]) -> list[list[dict[str, Any]]]
     for result in results:
         groups.setdefault(result.get("thread_id") or result["message_key"], []).append(result)
     return list(groups.values())
+
+
+def _message_vector(context: SearchContext, key: str) -> list[float] | None:
+    """The mean of a message's chunk vectors, normalised: what the whole message is about."""
+    with engine_for(context.database_url).connect() as connection:
+        ids = connection.execute(
+            sa.select(chunks.c.chunk_id).where(
+                chunks.c.message_key == key, chunks.c.collection == context.vectors.collection_name
+            )
+        ).scalars()
+        ids = list(ids)
+    if not ids:
+        return None
+    stored = context.vectors.get(ids, include=("embeddings",))
+    if not len(stored["embeddings"]):
+        return None
+    mean = np.asarray(stored["embeddings"], dtype=np.float32).mean(axis=0)
+    norm = float(np.linalg.norm(mean))
+    return (mean / norm).tolist() if norm else None
+
+
+def similar_messages(
+    key: str,
+    k: int = 5,
+    where: MessageFilter | None = None,
+    context: SearchContext | None = None,
+    same_thread: bool = False,
+) -> list[dict[str, Any]]:
+    """The `k` messages nearest in meaning to stored message `key`, by their best chunk against
+    the mean of its chunks; never itself, and none of its own thread unless `same_thread`
+    (its replies quote it, so they would fill the list with what the reader already has)."""
+    from email_assets.message_view import thread_keys
+
+    where = where or MessageFilter()
+    context = context or SearchContext.from_settings()
+    vector = _message_vector(context, key)
+    if vector is None:
+        return []
+    excluded = {key} if same_thread else set(thread_keys(context.database_url, key)) | {key}
+    allowed = LexicalIndex(context.database_url).allowed_keys(where) if _needs_table_filter(where) else None
+    hits = _dense_hits(context, vector, CANDIDATES + 20 * len(excluded), where, allowed)
+    side, best = _dense_side([hit for hit in hits if (hit["metadata"] or {}).get("message_key") not in excluded])
+    top = [candidate for candidate, _evidence in side[:k]]
+    fields = _message_fields(context.database_url, top)
+    results = []
+    for candidate in top:
+        result = _chunk_result(best[candidate])
+        extra = fields.get(candidate, {})
+        result.update(
+            snippet=snippet(result["text"], ""),
+            thread_id=extra.get("thread_id"),
+            folders=sorted(extra.get("folders", [])),
+            attachments=extra.get("attachments", 0),
+        )
+        results.append(result)
+    return results

@@ -11,6 +11,7 @@ expunges and retention leave it exact.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,6 +56,25 @@ def query_words(text: str) -> list[str]:
     for word in _QUERY_WORD.findall(text.lower()):
         seen.setdefault(word, None)
     return list(seen)[:MAX_QUERY_WORDS]
+
+
+@dataclass(frozen=True)
+class TermStatistics:
+    """Document frequencies of a query's words and the words each candidate message holds."""
+
+    documents: int  # messages in the index
+    frequencies: dict[str, int]  # query word -> messages holding it (0: in none); stop words left out
+    matched: dict[str, list[str]]  # message_key -> the query's words it holds, in query order
+
+    def rarest_idf(self) -> float:
+        """The IDF of a word held by a single message: the most a word can say here."""
+        return math.log(1.0 + (self.documents - 0.5) / 1.5)
+
+    def idf(self, word: str) -> float:
+        """BM25's inverse document frequency (always > 0): near 0 for a word in every message,
+        largest for a word in none, which is query content no message holds."""
+        frequency = self.frequencies.get(word, 0)
+        return math.log(1.0 + (self.documents - frequency + 0.5) / (frequency + 0.5))
 
 
 class LexicalIndex:
@@ -118,6 +138,63 @@ class LexicalIndex:
         if self.engine.dialect.name == "sqlite":
             return self._search_fts5('"' + " ".join(words) + '"', limit, where)
         return self._search_tsvector(sa.func.phraseto_tsquery("english", " ".join(words)), limit, where)
+
+    def term_statistics(self, text: str, keys: Iterable[str]) -> TermStatistics:
+        """How rare each query word is in the whole index, and which of them each of `keys` holds.
+
+        BM25's sum over "any of the words" lets three common words outscore one rare one by
+        rank alone; fusion needs to know what a word-side hit actually matched to weigh it.
+        Document frequencies are counted over every indexed message (no filter): how
+        informative a word is does not depend on the filter of one search."""
+        words = query_words(text)
+        keys = sorted(set(keys))
+        frequencies: dict[str, int] = {}
+        matched: dict[str, list[str]] = {key: [] for key in keys}
+        with self.engine.connect() as connection:
+            total = connection.execute(sa.select(sa.func.count()).select_from(search_documents)).scalar_one()
+            for word in words:
+                if self._is_stop_word(connection, word):
+                    continue
+                condition = self._word_condition(word)
+                frequencies[word] = connection.execute(
+                    sa.select(sa.func.count()).select_from(self._word_source()).where(condition)
+                ).scalar_one()
+                if not frequencies[word]:
+                    continue
+                for start in range(0, len(keys), _IN_BATCH):
+                    batch = keys[start : start + _IN_BATCH]
+                    statement = (
+                        sa.select(search_documents.c.message_key)
+                        .select_from(self._word_source())
+                        .where(condition, search_documents.c.message_key.in_(batch))
+                    )
+                    for key in connection.execute(statement).scalars():
+                        matched[key].append(word)
+        return TermStatistics(total, frequencies, matched)
+
+    def _is_stop_word(self, connection: sa.Connection, word: str) -> bool:
+        """PostgreSQL's english configuration drops stop words from the index: such a word is
+        no evidence either way (FTS5 indexes every word, and its IDF says how common it is)."""
+        if self.engine.dialect.name == "sqlite":
+            return False
+        return (
+            connection.execute(sa.select(sa.func.numnode(sa.func.plainto_tsquery("english", word)))).scalar_one() == 0
+        )
+
+    def _word_source(self) -> Any:
+        if self.engine.dialect.name == "sqlite":
+            fts = sa.table("search_fts", sa.column("rowid"))
+            return search_documents.join(fts, fts.c.rowid == search_documents.c.doc_id)
+        return search_documents
+
+    def _word_condition(self, word: str) -> Any:
+        """One plain word, stemmed as the index stems it."""
+        if self.engine.dialect.name == "sqlite":
+            return sa.text("search_fts MATCH :word").bindparams(word=f'"{word}"')
+        query = sa.func.plainto_tsquery("english", word)
+        return sa.literal_column("search_documents.tsv").op("@@")(
+            query.op("||")(sa.func.plainto_tsquery("simple", word))
+        )
 
     def _search_fts5(self, match: str, limit: int, where: MessageFilter) -> list[tuple[str, float]]:
         fts = sa.table("search_fts", sa.column("rowid"))
