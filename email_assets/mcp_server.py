@@ -14,7 +14,6 @@ and the tables; no Dagster. Three rules hold for every tool:
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import functools
 import ipaddress
@@ -653,11 +652,6 @@ def require_store() -> None:
         )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, as every other `email-assets` mistake
-        raise UserError(message)
-
-
 def http_address(value: str) -> tuple[str, int]:
     """HOST:PORT (an IPv6 host in brackets); PORT alone binds 127.0.0.1."""
     host, _, port = value.rpartition(":")
@@ -674,23 +668,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """The options of `email-assets mcp`, for this module's `main` and for cli.py's subcommand."""
-    parser.add_argument(
-        "--http",
-        metavar="HOST:PORT",
-        help="serve streamable HTTP at http://HOST:PORT/mcp instead of stdio; HOST defaults to 127.0.0.1 "
-        "(there is no authentication: keep it on loopback and tunnel)",
-    )
-    return parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    return add_arguments(
-        _Parser(prog=PROGRAM, description="A read-only MCP server over this index (stdio unless --http is given).")
-    )
 
 
 def serve(http: str | None = None) -> None:
@@ -716,16 +693,10 @@ def serve(http: str | None = None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`email-assets mcp [--http HOST:PORT]`; 2 and one line on stderr for a user's mistake."""
-    try:
-        args = build_parser().parse_args(argv)
-        serve(args.http)
-    except UserError as error:
-        print(f"{PROGRAM}: error: {safe_text(error)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    """`python -m email_assets.mcp_server [--http HOST:PORT]`: the CLI's `mcp` command, its errors one line."""
+    from email_assets import cli
+
+    return cli.main(["mcp", *(argv or [])])
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ later session removes what a SIGKILLed one left behind (`remove_stale_labs`). Ne
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ipaddress
 import os
 import pwd
@@ -307,38 +306,6 @@ def start_chroma(host: LabHost, root: Path, chroma: Path, port: int = 8000) -> s
     return f"http://{host.address}:{port}"
 
 
-def _certificate_for(address: str, cert_path: Path, key_path: Path) -> None:
-    """A self-signed certificate naming `address`, which clients verify through the CA file."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, address)])
-    now = datetime.datetime.now(datetime.UTC)
-    names = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(address))])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(names, critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-        )
-    )
-    key_path.chmod(0o600)
-
-
 def start_dovecot(host: LabHost) -> DovecotServer:
     """The demo's Dovecot (same users, Maildir, TLS), listening on `host`'s address only."""
     from email_assets.demo import dovecot
@@ -349,7 +316,7 @@ def start_dovecot(host: LabHost) -> DovecotServer:
         (server.root / directory).mkdir(exist_ok=True)
     if os.geteuid() == 0:
         os.chown(server.root / "home", mail_uid, mail_gid)
-    _certificate_for(host.address, server.ca_file, server.root / "key.pem")
+    dovecot.write_self_signed_certificate(server.ca_file, server.root / "key.pem", host.address)
     server._write_passwd()
     root_user = os.geteuid() == 0
     config = dovecot.CONFIG_TEMPLATE.format(

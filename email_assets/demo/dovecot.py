@@ -39,8 +39,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_self_signed_certificate(cert_path: Path, key_path: Path) -> None:
-    """A certificate for 127.0.0.1/localhost that clients verify through `ca_file`."""
+def write_self_signed_certificate(cert_path: Path, key_path: Path, address: str = "127.0.0.1") -> None:
+    """A certificate for localhost and `address` that clients verify through `ca_file`."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
@@ -53,7 +53,7 @@ def write_self_signed_certificate(cert_path: Path, key_path: Path) -> None:
         .not_valid_before(now - dt.timedelta(days=1))
         .not_valid_after(now + dt.timedelta(days=30))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(address))]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
