@@ -55,6 +55,7 @@ bench: install
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.backfill
 	$(PY) -m benchmarks.sensor_tick
+	$(PY) -m benchmarks.celery_scale
 
 # Hostile mail, kills, concurrent runs and the daemon soak (SQLite and PostgreSQL), then
 # their figures and the worst per-message time and memory over the hostile set and corpus.
