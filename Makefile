@@ -12,19 +12,28 @@ $(VENV)/.installed: $(VENV)/.python-installed
 	scripts/install-system-packages.sh
 	touch $@
 
+# What the demo needs: Dovecot, not the browser, mbsync or Redis of the tests and benchmarks.
+$(VENV)/.demo-installed: $(VENV)/.python-installed
+	scripts/install-system-packages.sh demo
+	touch $@
+
 # The Python side alone: what `make test-fast` needs, no root.
 install-python: $(VENV)/.python-installed
 
 $(VENV)/.python-installed: pyproject.toml
+	@echo "creating $(VENV) and installing the project (a few minutes on a fresh machine)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+	@echo "installing torch 2.13.0 (CPU), only to export the local model to ONNX once"
 	$(PY) -m pip install -q torch==2.13.0
+	@echo "installing email_assets with its test extras"
 	$(PY) -m pip install -q -e '.[test]'
+	@echo "exporting all-MiniLM-L6-v2 to ONNX"
 	HF_HUB_OFFLINE=1 $(PY) -m email_assets.local_model
 	touch $@
 
-demo: install
+demo: $(VENV)/.demo-installed
 	$(PY) -m email_assets.demo.run
 
 # The Dagster UI on the demo's data (after `make demo`). Started from DAGSTER_HOME, so Dagster
@@ -32,7 +41,7 @@ demo: install
 # "dev_command is superseded" notice, which tells a newcomer nothing about this project.
 DAGSTER_DEV := $(abspath $(PY)) -W "ignore:Function \`dev_command\` is superseded" -m dagster dev -w $(CURDIR)/workspace.yaml
 
-ui: install
+ui: $(VENV)/.demo-installed
 	@test -f data/demo/env.sh || { echo "run 'make demo' first"; exit 2; }
 	. data/demo/env.sh && cd "$$DAGSTER_HOME" && $(DAGSTER_DEV)
 
@@ -69,7 +78,7 @@ reliability: install
 	$(PY) -m benchmarks.reliability .reliability.jsonl
 	$(PY) -m benchmarks.hostile
 
-dev: install
+dev: $(VENV)/.demo-installed
 	mkdir -p .dagster_home && cp -n dagster.yaml .dagster_home/ || true
 	cd .dagster_home && DAGSTER_HOME=$(CURDIR)/.dagster_home $(DAGSTER_DEV)
 
