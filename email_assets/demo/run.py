@@ -11,10 +11,15 @@ import io
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 DEMO_DIR = Path("data/demo").resolve()
+# Not in the data dir, nor under the clone: the data dir is private (0700), the clone may sit
+# in a directory only its owner can enter (/root), and the mail server reads its mailboxes as
+# an unprivileged user through a world-traversable path, short enough for its sockets (108 bytes).
+MAIL_SERVER_DIR = Path(tempfile.gettempdir()) / f"email-assets-demo-mail-{os.getuid()}"
 ACCOUNT = "demo"
 DAYS = 14
 QUERY = "why did the database failover not happen during the outage?"
@@ -22,6 +27,7 @@ QUERY = "why did the database failover not happen during the outage?"
 
 def _prepare_environment() -> None:
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
+    shutil.rmtree(MAIL_SERVER_DIR, ignore_errors=True)
     dagster_home = DEMO_DIR / "dagster_home"
     dagster_home.mkdir(parents=True)
     shutil.copy(Path(__file__).resolve().parents[2] / "dagster.yaml", dagster_home / "dagster.yaml")
@@ -70,7 +76,7 @@ def main() -> int:
 
     started = time.monotonic()
     mailbox = generate_mailbox(days=DAYS)
-    with make_server({"demo": "demo-password-not-secret"}, root=DEMO_DIR / "dovecot") as server:
+    with make_server({"demo": "demo-password-not-secret"}, root=MAIL_SERVER_DIR) as server:
         for folder in ("INBOX", "Sent"):
             server.append("demo", [(m.raw, m.internaldate) for m in mailbox if m.folder == folder], folder=folder)
         print(f"Dovecot on 127.0.0.1:{server.imaps_port} (TLS) with {len(mailbox)} messages over {DAYS} days")
