@@ -70,7 +70,7 @@ bench: install
 # their figures and the worst per-message time and memory over the hostile set and corpus.
 RELIABILITY_TESTS := email_assets_tests/test_hostile_mail.py email_assets_tests/test_hostile_properties.py \
 	email_assets_tests/test_hostile_pipeline.py email_assets_tests/test_kills_and_concurrency.py \
-	email_assets_tests/test_soak.py email_assets_tests/test_hostile_server.py
+	email_assets_tests/test_soak.py email_assets_tests/test_hostile_server.py email_assets_tests/test_secrets_and_permissions.py
 
 reliability: install
 	rm -f .reliability.jsonl

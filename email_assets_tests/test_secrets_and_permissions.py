@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from email_assets_tests.conftest import PROJECT_ROOT, run_cli
+from email_assets_tests.conftest import PROJECT_ROOT, record_reliability, run_cli
 
 PASSWORD = "hunter2\"quo\\te Xy9-'long"
 USERNAME = 'me "x"\\y@example.com'
@@ -168,10 +168,17 @@ def run_client(port: int, mechanism: str, security: str = "plain", username: str
     return result.stdout + "\n--- stderr ---\n" + result.stderr
 
 
+def _record_login_case(case: str, output: str) -> None:
+    """The case's figures for `make reliability`, before the assertions."""
+    leaked = sum(form in output for form in password_forms(PASSWORD, "me@example.com"))
+    record_reliability(f"hostile server: {case}", 1, None, None, leaked, int("Traceback" in output))
+
+
 @pytest.mark.parametrize("mechanism", ["login", "xoauth2"])
 def test_an_unexpected_login_answer_never_shows_the_password(mechanism) -> None:
     with LoginServer(wrong_tag) as server:
         output = run_client(server.port, mechanism)
+    _record_login_case(f"LOGIN answered under another tag ({mechanism})", output)
     assert "error:" in output and "Traceback" not in output, output
     assert output.split("\n--- stderr ---")[0].count("\n") == 1  # one line
     assert "Sending" in output and "[credentials redacted]" in output  # DEBUG was on
@@ -188,6 +195,7 @@ def echoes_the_arguments(tag: bytes, arguments: list[str]) -> bytes:
 def test_a_server_echoing_the_password_is_scrubbed_from_errors_and_logs(mechanism) -> None:
     with LoginServer(echoes_the_arguments) as server:
         output = run_client(server.port, mechanism)
+    _record_login_case(f"refusal echoing the credentials ({mechanism})", output)
     assert "error: login as me@example.com" in output and "was refused" in output, output
     assert "Received" in output  # aioimaplib logged the answer at DEBUG
     assert_no_password(output, username="me@example.com")
