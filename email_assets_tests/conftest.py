@@ -289,3 +289,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # the in-process definitions and those of a daemon started by a test have the same days.
 os.environ.setdefault("EMAIL_ASSETS_START_DATE", "2024-01-01")
 repository_boundary.install()
+# The code location is defined here, once, from the environment the suite started with, as
+# a code server would be: resources read `EMAIL_ASSETS_*` variables as `dg.EnvVar`s only
+# where they were set at definition time, so a test that sets one for a while (the
+# multi-host test does) must not be the first to import the definitions.
+import email_assets.definitions  # noqa: E402, F401
