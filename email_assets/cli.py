@@ -18,8 +18,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
 from email_assets import settings
 from email_assets.account_access import endpoint_of, login_secret
 from email_assets.credentials import SecretBox, generate_key
@@ -36,7 +34,6 @@ if TYPE_CHECKING:
 PROGRAM = "email-assets"
 MAX_RESULTS = 1000  # -k: more than a terminal can show, small enough to bound the query's cost
 MAX_FOLDERS_SHOWN = 8  # in the error naming a folder the server does not have
-SQLITE_FILE = "email_assets.sqlite"  # settings.database_url()'s file in the data dir
 
 
 class _Parser(argparse.ArgumentParser):
@@ -480,33 +477,6 @@ def _explain_lines(explain: dict) -> list[str]:
     return lines
 
 
-def _require_store() -> None:
-    """Read-only commands read an existing store: at a mistyped data dir they would create an
-    empty one (and answer "nothing") instead of saying that nothing is there."""
-    configured = os.environ.get("EMAIL_ASSETS_DATABASE_URL")
-    if configured:
-        try:
-            url = sa.make_url(configured)
-        except (sa.exc.ArgumentError, ValueError):  # a port that is not a number is a ValueError
-            return  # opening it gives the one-line error about the URL
-        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-            return  # a server database exists or fails to connect, either way it is not created here
-        path, where = Path(url.database), " (EMAIL_ASSETS_DATABASE_URL)"
-    else:
-        data_dir = settings.data_dir()
-        named = (
-            "EMAIL_ASSETS_DATA_DIR"
-            if os.environ.get("EMAIL_ASSETS_DATA_DIR")
-            else "default: EMAIL_ASSETS_DATA_DIR unset"
-        )
-        path, where = data_dir / SQLITE_FILE, f": nothing was ever stored in the data dir {data_dir} ({named})"
-    if not path.is_file():
-        raise UserError(
-            f"no store at {path}{where}; set EMAIL_ASSETS_DATA_DIR or EMAIL_ASSETS_DATABASE_URL "
-            "to the store you filled, or add an account to start one"
-        )
-
-
 def _message_filter(args: argparse.Namespace) -> MessageFilter:
     """The filters of `search` and `similar`, checked: a bad range is an error, not "no matches"."""
     from email_assets.storage.lexical import MessageFilter
@@ -532,7 +502,7 @@ def _open_store(account: str | None) -> StoreStatus | None:
     from email_assets.status import read_status
 
     embedder_from_spec(settings.embedder_spec())  # a bad EMAIL_ASSETS_EMBEDDER is an error even on an empty store
-    _require_store()
+    settings.require_store()
     store = read_status()
     if account and store.account(account) is None:
         known = ", ".join(item.name for item in store.accounts) or "none"
@@ -616,7 +586,7 @@ def cmd_show(args: argparse.Namespace) -> None:
 def cmd_status(args: argparse.Namespace) -> None:
     from email_assets.status import format_status, read_status
 
-    _require_store()
+    settings.require_store()
     store = read_status()
     print(json.dumps(store.as_json()) if args.json else format_status(store))
 
@@ -648,7 +618,7 @@ def cmd_backfill(args: argparse.Namespace) -> None:
 def cmd_trace(args: argparse.Namespace) -> None:
     from email_assets.trace import format_trace, trace_chunk
 
-    _require_store()
+    settings.require_store()
     lineage = trace_chunk(args.chunk_id)
     print(json_line(lineage, indent=2) if args.json else format_trace(lineage))
 

@@ -19,13 +19,11 @@ import functools
 import ipaddress
 import json
 import logging
-import os
 import re
 import secrets
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
@@ -53,9 +51,6 @@ THREAD_MESSAGE_CHARS = 4_000
 THREAD_TOTAL_CHARS = 40_000
 THREAD_MAX_MESSAGES = 100
 TRACE_TEXT_CHARS = 2_000
-SIMILAR_CANDIDATES = 100
-MAX_THREAD_CHUNKS_SKIPPED = 2_000  # find_similar over-fetches by the thread's chunks, this far
-SQLITE_FILE = "email_assets.sqlite"
 DEFAULT_HOST = "127.0.0.1"  # --http PORT alone binds loopback
 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -391,72 +386,38 @@ def get_thread_tool(index: MailIndex, message_key: str, nonce: str) -> dict[str,
     return result
 
 
-def _message_vector(index: MailIndex, key: str) -> list[float]:
-    """The mean of the message's chunk vectors, normalized: the message's place in meaning."""
-    import numpy as np
-
-    context = index.search_context()
-    with index.connect() as connection:
-        ids = list(
-            connection.execute(
-                sa.select(chunks.c.chunk_id).where(
-                    chunks.c.message_key == key, chunks.c.collection == context.vectors.collection_name
-                )
-            ).scalars()
-        )
-    stored = context.vectors.get(ids, include=("embeddings",)) if ids else {"embeddings": []}
-    if stored["embeddings"] is None or not len(stored["embeddings"]):
-        raise UserError(f"message {key} is not embedded yet: nothing to compare it with")
-    mean = np.asarray(stored["embeddings"], dtype=np.float32).mean(axis=0)
-    return (mean / (np.linalg.norm(mean) or 1.0)).tolist()
-
-
-def _thread_keys(index: MailIndex, row: dict[str, Any]) -> set[str]:
-    if not row.get("thread_id"):
-        return {row["message_key"]}
-    with index.connect() as connection:
-        keys = connection.execute(
-            sa.select(parsed_emails.c.message_key).where(parsed_emails.c.thread_id == row["thread_id"])
-        ).scalars()
-        return {row["message_key"], *keys}
-
-
 def find_similar_tool(index: MailIndex, message_key: str, k: int, account: str | None, nonce: str) -> dict[str, Any]:
-    """Messages nearest in meaning to the given one, its own thread left out (its replies
-    would otherwise fill the list), one hit per message by its best chunk."""
+    """Messages nearest in meaning to the given one, its own thread left out: `email-assets
+    similar`'s ranking (`search.similar_messages`), compact and delimited."""
+    from email_assets.message_view import thread_keys
+    from email_assets.search import similar_messages
+
     row, _ = _one_message(index, _message_key(message_key))
-    where = message_filter(account=account)
-    vector = _message_vector(index, row["message_key"])
-    excluded = _thread_keys(index, row)
     context = index.search_context()
-    chroma_where = {"account": where.account} if where.account else None
+    hits = similar_messages(row["message_key"], k=k, where=message_filter(account=account), context=context)
+    if not hits and not _has_chunks(index, row["message_key"]):
+        raise UserError(f"message {row['message_key']} is not embedded yet: nothing to compare it with")
+    results = [
+        {
+            "message_key": hit["message_key"],
+            "chunk_id": hit["chunk_id"],
+            "account": hit["account"],
+            "date": hit["date"],
+            "from": _field(hit["from"]),
+            "subject": _field(hit["subject"]),
+            "similarity": hit["score"],
+            "snippet": untrusted(_snippet(hit["text"]), nonce),
+        }
+        for hit in hits
+    ]
+    excluded = len(set(thread_keys(context.database_url, row["message_key"])) | {row["message_key"]})
+    return {"message_key": row["message_key"], "excluded_thread_messages": excluded, "results": results}
+
+
+def _has_chunks(index: MailIndex, key: str) -> bool:
     with index.connect() as connection:
-        thread_chunks = connection.execute(
-            sa.select(sa.func.count()).select_from(chunks).where(chunks.c.message_key.in_(sorted(excluded)[:1000]))
-        ).scalar_one()
-    wanted = SIMILAR_CANDIDATES + min(thread_chunks, MAX_THREAD_CHUNKS_SKIPPED)
-    best: dict[str, dict[str, Any]] = {}
-    for hit in context.vectors.query(vector, wanted, chroma_where):
-        key = (hit["metadata"] or {}).get("message_key")
-        if key and key not in excluded and key not in best:
-            best[key] = hit
-    results = []
-    for key, hit in list(best.items())[:k]:
-        metadata = hit["metadata"] or {}
-        text = (hit["text"] or "")[int(metadata.get("body_offset") or 0) :]
-        results.append(
-            {
-                "message_key": key,
-                "chunk_id": hit["chunk_id"],
-                "account": metadata.get("account"),
-                "date": metadata.get("date"),
-                "from": _field(metadata.get("from_address")),
-                "subject": _field(metadata.get("subject")),
-                "similarity": round(1.0 - float(hit["distance"]), 4),
-                "snippet": untrusted(_snippet(text), nonce),
-            }
-        )
-    return {"message_key": row["message_key"], "excluded_thread_messages": len(excluded), "results": results}
+        first = connection.execute(sa.select(chunks.c.chunk_id).where(chunks.c.message_key == key).limit(1))
+        return first.first() is not None
 
 
 def _capped_lineage(value: Any, key: str, nonce: str) -> Any:
@@ -632,26 +593,6 @@ def build_server(index: MailIndex | None = None) -> Any:
 # --- command line -------------------------------------------------------------------------
 
 
-def require_store() -> None:
-    """Refuse to serve a store that does not exist: the first tool call would otherwise create
-    an empty one at a mistyped data dir and answer "nothing" for ever."""
-    configured = os.environ.get("EMAIL_ASSETS_DATABASE_URL")
-    if configured:
-        try:
-            url = sa.make_url(configured)
-        except sa.exc.ArgumentError:
-            return  # opening it gives the one-line error about the URL
-        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-            return
-        path = Path(url.database)
-    else:
-        path = settings.data_dir() / SQLITE_FILE
-    if not path.is_file():
-        raise UserError(
-            f"no store at {path}: set EMAIL_ASSETS_DATA_DIR or EMAIL_ASSETS_DATABASE_URL to the store you filled"
-        )
-
-
 def http_address(value: str) -> tuple[str, int]:
     """HOST:PORT (an IPv6 host in brackets); PORT alone binds 127.0.0.1."""
     host, _, port = value.rpartition(":")
@@ -676,7 +617,7 @@ def serve(http: str | None = None) -> None:
     Raises UserError (one line) for a bad address or a missing store, before anything listens.
     """
     address = http_address(http) if http is not None else None
-    require_store()
+    settings.require_store()
     server = build_server()
     if address is None:
         server.run()

@@ -12,11 +12,14 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from email_assets.errors import ConfigurationError
+import sqlalchemy as sa
+
+from email_assets.errors import ConfigurationError, UserError
 
 DEFAULT_START_DATE = "2024-01-01"
 DEFAULT_RETENTION_DAYS = 30
 DATA_DIR_VARIABLE = "EMAIL_ASSETS_DATA_DIR"
+SQLITE_FILE = "email_assets.sqlite"  # the embedded database, in the data dir
 PRIVATE_DIRECTORY = 0o700
 
 
@@ -54,8 +57,34 @@ def database_url() -> str:
     url = os.environ.get("EMAIL_ASSETS_DATABASE_URL")
     if url:
         return url
-    path = private_directory(data_dir()) / "email_assets.sqlite"
+    path = private_directory(data_dir()) / SQLITE_FILE
     return f"sqlite:///{path}"
+
+
+def require_store() -> None:
+    """For commands that only read: the configured store must exist already.
+
+    Opening it would create an empty one at a mistyped data dir (and answer "nothing" for
+    ever) instead of saying that nothing is there. A server database is not created by
+    opening it, so only an SQLite file is checked.
+    """
+    configured = os.environ.get("EMAIL_ASSETS_DATABASE_URL")
+    if configured:
+        try:
+            url = sa.make_url(configured)
+        except (sa.exc.ArgumentError, ValueError):  # a port that is not a number is a ValueError
+            return  # opening it gives the one-line error about the URL
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return
+        path, where = Path(url.database), " (EMAIL_ASSETS_DATABASE_URL)"
+    else:
+        named = DATA_DIR_VARIABLE if os.environ.get(DATA_DIR_VARIABLE) else f"default: {DATA_DIR_VARIABLE} unset"
+        path, where = data_dir() / SQLITE_FILE, f": nothing was ever stored in the data dir {data_dir()} ({named})"
+    if not path.is_file():
+        raise UserError(
+            f"no store at {path}{where}; set {DATA_DIR_VARIABLE} or EMAIL_ASSETS_DATABASE_URL "
+            "to the store you filled, or add an account to start one"
+        )
 
 
 def chroma_location() -> str:
